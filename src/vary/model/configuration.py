@@ -1,0 +1,71 @@
+"""`VaryConfig`: the Hugging Face config saved in every Vary model folder (`config.json`).
+
+It composes the configs of the parts that transformers already knows: a SAM ViTDet vision
+config for the new vocabulary network, an optional CLIP vision config (Vary-base's second
+branch) and the config of any causal language model (OPT, Qwen2, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, CLIPVisionConfig, PreTrainedConfig, SamVisionConfig
+from transformers.configuration_utils import SubConfigSpec
+
+TOWERS = ("vocabulary", "clip")
+
+
+@strict
+class VaryConfig(PreTrainedConfig):
+    """Vary model: vision vocabulary (+ optional CLIP) -> linear projectors -> causal LM.
+
+    vocabulary_channels: output channels of the two stride-2 convolutions after the SAM neck
+        (`net_2`, `net_3`); the last one is the vocabulary's token width (1024 in the paper).
+    clip_feature_layer: which CLIP hidden state feeds the LM (-2, CLS dropped, as LLaVA/Vary).
+    image_normalization: "clip" (the official mean/std) or "ink" (inverted, background-free
+        pixels; helps small models trained from scratch see dark text on white, see
+        `vary.model.processing`).
+    frozen_towers: vision towers whose weights are frozen ("vocabulary", "clip"); Vary-base
+        freezes both, Vary-tiny none.
+    """
+
+    model_type = "vary"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(config_class=SamVisionConfig, init_kwargs={"initializer_range": 0.02}),
+        "clip_config": SubConfigSpec(config_class=CLIPVisionConfig, optional=True),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="opt"),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    clip_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    vocabulary_channels: list[int] | tuple[int, ...] = (512, 1024)
+    clip_feature_layer: int = -2
+    image_token_id: int = 0
+    image_start_token_id: int = 0
+    image_end_token_id: int = 0
+    image_normalization: Literal["clip", "ink"] = "clip"
+    frozen_towers: list[str] | tuple[str, ...] = ()
+    template: Literal["plain", "chatml"] = "plain"
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        unknown = set(self.frozen_towers) - set(TOWERS)
+        if unknown:
+            raise ValueError(f"frozen_towers: unknown tower(s) {sorted(unknown)}; known: {list(TOWERS)}")
+        if "clip" in self.frozen_towers and self.clip_config is None:
+            raise ValueError("frozen_towers names 'clip' but the model has no clip_config")
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Tokens per image: the vocabulary's 64x64 neck map after two stride-2 convs (16x16)."""
+        side = self.vision_config.image_size // self.vision_config.patch_size
+        for _ in self.vocabulary_channels:
+            side = (side + 1) // 2
+        return side * side
+
+    @property
+    def clip_num_tokens(self) -> int:
+        return (self.clip_config.image_size // self.clip_config.patch_size) ** 2

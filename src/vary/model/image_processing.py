@@ -1,0 +1,71 @@
+"""Image processors, one per vision branch, as the official Vary code prepares its inputs.
+
+Both branches resize the whole page to a square (no crop: a crop would cut text) with bicubic
+filtering and normalise with the OpenAI CLIP mean/std: 1024x1024 for the vocabulary network,
+224x224 for CLIP.
+
+"ink" normalisation is for small models trained from scratch: dark text on a white page under
+the usual normalisation gives large, nearly constant inputs everywhere and such models learned
+to ignore the image (shared/FINDINGS.md). Inverting, removing the page background and scaling
+makes pixels non-zero only where there is ink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+INK_SCALE = 4.0  # ink fraction -> roughly unit-variance inputs on text pages
+
+
+@dataclass(frozen=True)
+class ImageProcessor:
+    size: int
+    normalization: Literal["clip", "ink"] = "clip"
+
+    def __call__(self, images: Image.Image | list[Image.Image]) -> torch.Tensor:
+        """PIL image(s) -> (batch, 3, size, size) float tensor."""
+        batch = images if isinstance(images, list) else [images]
+        return torch.stack([self.process_one(image) for image in batch])
+
+    def process_one(self, image: Image.Image) -> torch.Tensor:
+        image = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC)
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        if self.normalization == "ink":
+            return ink_normalize(pixels)
+        mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+        std = torch.tensor(CLIP_STD).view(3, 1, 1)
+        return (pixels - mean) / std
+
+
+def ink_normalize(pixels: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) in [0, 1] -> ink intensity: 0 on the page background, positive on strokes."""
+    ink = 1.0 - pixels
+    background = ink.flatten(1).median(dim=1).values.view(3, 1, 1)  # most pixels are paper
+    return (ink - background).clamp(min=0.0) * INK_SCALE
+
+
+@dataclass(frozen=True)
+class VaryImageProcessor:
+    """Pixels for every branch of a model: `pixel_values` (vocabulary), `clip_pixel_values`."""
+
+    vocabulary: ImageProcessor
+    clip: ImageProcessor | None = None
+
+    @classmethod
+    def from_config(cls, config) -> VaryImageProcessor:
+        vocabulary = ImageProcessor(config.vision_config.image_size, config.image_normalization)
+        clip = ImageProcessor(config.clip_config.image_size) if config.clip_config is not None else None
+        return cls(vocabulary, clip)
+
+    def __call__(self, images: Image.Image | list[Image.Image]) -> dict[str, torch.Tensor]:
+        inputs = {"pixel_values": self.vocabulary(images)}
+        if self.clip is not None:
+            inputs["clip_pixel_values"] = self.clip(images)
+        return inputs
