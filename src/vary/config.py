@@ -105,7 +105,9 @@ def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
                 return _coerce(arg, value, source, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{source}: {key}: {value!r} does not match {hint}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{source}: {key}: {value!r} does not match {hint}"
+        )
     if origin is typing.Literal:
         if value not in get_args(hint):
             raise ConfigError(f"{source}: {key}: {value!r} is not one of {list(get_args(hint))}")

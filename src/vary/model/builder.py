@@ -13,12 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from transformers import CONFIG_MAPPING, AutoTokenizer, CLIPVisionConfig, PreTrainedTokenizerBase, SamVisionConfig
+from transformers import (
+    CONFIG_MAPPING,
+    AutoTokenizer,
+    CLIPVisionConfig,
+    PreTrainedTokenizerBase,
+    SamVisionConfig,
+)
 
 from vary.config import ConfigError, load_config
 from vary.model.configuration import VaryConfig
-from vary.model.modeling import VaryBase, VaryForCausalLM, VaryTiny
 from vary.model.image_processing import VaryImageProcessor
+from vary.model.modeling import VaryBase, VaryForCausalLM, VaryTiny
 from vary.model.tokenizer import add_vary_tokens, image_token_ids, train_bpe_tokenizer
 
 

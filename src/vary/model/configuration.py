@@ -7,7 +7,7 @@ branch) and the config of any causal language model (OPT, Qwen2, ...).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, CLIPVisionConfig, PreTrainedConfig, SamVisionConfig
@@ -31,7 +31,7 @@ class VaryConfig(PreTrainedConfig):
     """
 
     model_type = "vary"
-    sub_configs_defaults = {
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
         "vision_config": SubConfigSpec(config_class=SamVisionConfig, init_kwargs={"initializer_range": 0.02}),
         "clip_config": SubConfigSpec(config_class=CLIPVisionConfig, optional=True),
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="opt"),

@@ -60,8 +60,8 @@ class VaryForCausalLM(VaryPreTrainedModel, GenerationMixin):
                 raise ValueError(f"text hidden size {text_hidden} must be even to split between two towers")
             if config.clip_num_tokens != config.num_image_tokens:
                 raise ValueError(
-                    f"CLIP gives {config.clip_num_tokens} tokens but the vocabulary {config.num_image_tokens};"
-                    " their features are concatenated per token, so the counts must match"
+                    f"CLIP gives {config.clip_num_tokens} tokens, the vocabulary {config.num_image_tokens};"
+                    " features are concatenated per token, so the counts must match"
                 )
             self.clip = CLIPVisionModel(config.clip_config)
             self.clip_projector = nn.Linear(config.clip_config.hidden_size, text_hidden // 2)

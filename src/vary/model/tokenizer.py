@@ -48,7 +48,9 @@ def image_token_ids(tokenizer: PreTrainedTokenizerBase) -> ImageTokenIds:
     return ImageTokenIds(vocab[IMAGE_START], vocab[IMAGE_PAD], vocab[IMAGE_END])
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+def train_bpe_tokenizer(
+    texts: Iterable[str], vocab_size: int, min_frequency: int = 2
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer (any script, no unknown tokens) with Vary's tokens."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

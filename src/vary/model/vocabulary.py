@@ -20,7 +20,9 @@ class VisionVocabulary(nn.Module):
         if len(channels) != 2:
             raise ValueError(f"vocabulary_channels must have two entries (net_2, net_3), got {channels}")
         self.encoder = SamVisionEncoder(config)
-        self.net_2 = nn.Conv2d(config.output_channels, channels[0], kernel_size=3, stride=2, padding=1, bias=False)
+        self.net_2 = nn.Conv2d(
+            config.output_channels, channels[0], kernel_size=3, stride=2, padding=1, bias=False
+        )
         self.net_3 = nn.Conv2d(channels[0], channels[1], kernel_size=3, stride=2, padding=1, bias=False)
 
     @property
