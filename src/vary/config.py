@@ -124,8 +124,11 @@ def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{source}: {key}: expected a mapping, got {value!r}")
         return dict(value)
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+    if hint is float and isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:  # YAML 1.1 reads "3e-4" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if hint in (str, Path) and isinstance(value, str):
         return hint(value)
     if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
