@@ -1,0 +1,151 @@
+"""PDF pages -> (page image, page text) samples: Vary's document data engine on real PDFs.
+
+Each page is rendered (long side 1024 px by default) and its text layer extracted with PyMuPDF,
+normalised (`vary.data.text.normalise`), tagged en / zh, and dropped when it would teach the
+model nothing or something wrong: too little text, image-only pages, garbled text layers, and
+pages whose normalised text was already seen (running heads on blank pages, reprinted
+documents). Text is read before rendering, so dropped pages cost almost nothing.
+
+Work is cut into units of up to `pages_per_unit` pages of one file, so a worker keeps one
+document open for many pages (reopening per page costs more than rendering, FINDINGS.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pymupdf
+from PIL import Image
+
+from vary.cli import UserError
+from vary.data.config import EngineConfig, PdfConfig
+from vary.data.engine import Job, Unit, UnitResult, find_inputs
+from vary.data.sample import Sample
+from vary.data.shards import Record, encode_image
+from vary.data.splits import UnknownOriginError, select
+from vary.data.text import detect_lang, garbled_share, letter_share, normalise, text_hash
+
+pymupdf.TOOLS.mupdf_display_errors(False)  # broken PDFs are reported by us, once, not by MuPDF's chatter
+
+
+def page_count(path: Path) -> int:
+    """Pages in a PDF; 1 for one that cannot be opened, so its unit reports the problem."""
+    try:
+        with pymupdf.open(path) as doc:
+            return max(doc.page_count, 1)
+    except Exception:
+        return 1
+
+
+def pdf_job(sources: Sequence[str | Path], cfg: PdfConfig, engine: EngineConfig) -> Job:
+    """Plan the units of a PDF run: files of the requested split, cut into page ranges."""
+    files = find_inputs(sources, (".pdf",))
+    paths = [p for p, _ in files]
+    try:
+        kept, other_split = select(paths, cfg.split)
+    except UnknownOriginError as err:
+        raise UserError(str(err)) from err
+    keep = set(kept)
+    units = []
+    for path, key in files:
+        if path not in keep:
+            continue
+        pages = page_count(path)
+        for start in range(0, pages, cfg.pages_per_unit):
+            stop = min(start + cfg.pages_per_unit, pages)
+            units.append(Unit(key, (str(path), key, start, stop)))
+    process = functools.partial(
+        process_unit, cfg=cfg, fmt=engine.image_format, quality=engine.jpeg_quality, level=engine.png_level
+    )
+    extra = {"files": len(kept), f"files_not_in_{cfg.split}_split": other_split}
+    settings = {"pdf": asdict(cfg)}
+    return Job("pdf", units, process, settings=settings, unit_label="chunk", extra=extra)
+
+
+def process_unit(
+    payload: tuple[str, str, int, int], cfg: PdfConfig, fmt: Any, quality: int, level: int
+) -> UnitResult:
+    """Render and extract pages [start, stop) of one PDF (runs in a worker)."""
+    path, key, start, stop = payload
+    result = UnitResult()
+    try:
+        doc = pymupdf.open(path)
+    except Exception as err:
+        result.errors.append((key, "corrupt_pdf", f"cannot open PDF: {_one_line(err)}"))
+        return result
+    with doc:
+        problem = _document_problem(doc)
+        if problem:
+            result.errors.append((key, problem[0], problem[1]))
+            return result
+        filtered: Counter = Counter()
+        for number in range(start, min(stop, doc.page_count)):
+            try:
+                record = page_record(doc[number], key, number, cfg, fmt, quality, level)
+            except Exception as err:
+                result.errors.append((f"{key} page {number + 1}", "bad_page", _one_line(err)))
+                continue
+            if isinstance(record, str):
+                filtered[record] += 1
+            else:
+                result.records.append(record)
+        result.filtered = dict(filtered)
+    return result
+
+
+def page_record(
+    page: pymupdf.Page, key: str, number: int, cfg: PdfConfig, fmt: Any, quality: int, level: int
+):
+    """A shard record for one page, or the reason (a string) it was dropped."""
+    text = normalise(page.get_text("text"))
+    reason = drop_reason(text, has_images=bool(page.get_images()), cfg=cfg)
+    if reason:
+        return reason
+    image = render(page, cfg.long_side)
+    doc_id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+    sample = Sample(
+        id=f"pdf-{doc_id}-p{number + 1:04d}",
+        image=None,
+        text=text,
+        lang=detect_lang(text),
+        source="pdf",
+        meta={"file": key, "page": number + 1, "split": cfg.split},
+    )
+    dedup = text_hash(text) if cfg.dedup else None
+    return Record.from_sample(sample, encode_image(image, fmt, quality, level), fmt, dedup)
+
+
+def drop_reason(text: str, has_images: bool, cfg: PdfConfig) -> str | None:
+    """Why a page should not become a sample, or None to keep it."""
+    visible = sum(1 for c in text if not c.isspace())
+    if visible < cfg.min_chars:
+        return "image_only" if has_images else "too_little_text"
+    if garbled_share(text) > cfg.max_bad_share:
+        return "garbled_text"
+    if letter_share(text) < cfg.min_letter_share:
+        return "few_letters"
+    return None
+
+
+def render(page: pymupdf.Page, long_side: int) -> Image.Image:
+    zoom = long_side / max(page.rect.width, page.rect.height)
+    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False, colorspace=pymupdf.csRGB)
+    return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+
+
+def _document_problem(doc: pymupdf.Document) -> tuple[str, str] | None:
+    if doc.needs_pass:
+        return "encrypted_pdf", "PDF is encrypted (needs a password)"
+    if doc.page_count == 0:
+        return "empty_pdf", "PDF has no pages"
+    return None
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(f"{type(err).__name__}: {err}".split())

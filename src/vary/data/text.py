@@ -1,0 +1,68 @@
+"""Text clean-up and checks shared by the engines: normalise, tag the language, spot garbage, hash.
+
+Targets must be what a reader sees on the page, written one canonical way, so that the same page
+extracted twice (or from two copies of a PDF) hashes the same and a model is not taught two
+spellings of one glyph (NFKC folds the "ﬁ" ligature into "fi" and full-width digits into ASCII).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_SOFT_BREAK = re.compile(r"(?<=[a-z])-\n(?=[a-z])")  # "extrac-\ntion" -> "extraction"
+_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def is_cjk(char: str) -> bool:
+    """CJK ideographs (the Chinese script), including extension A and compatibility forms."""
+    code = ord(char)
+    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
+
+
+def normalise(text: str) -> str:
+    """NFKC, join words hyphenated across lines, tidy spaces and blank lines, strip each line."""
+    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _SOFT_BREAK.sub("", text)
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+def detect_lang(text: str, min_cjk_share: float = 0.15) -> str:
+    """ "zh" when CJK ideographs make up a real share of the visible characters, else "en".
+
+    Chinese pages carry plenty of Latin (commands, code, names), so the test is a share of
+    ideographs among non-space characters, not a majority.
+    """
+    visible = [c for c in text if not c.isspace()]
+    if not visible:
+        return "en"
+    cjk = sum(map(is_cjk, visible))
+    return "zh" if cjk >= 5 and cjk / len(visible) >= min_cjk_share else "en"
+
+
+def garbled_share(text: str) -> float:
+    """Share of characters that signal a broken text layer: U+FFFD, private-use, controls.
+
+    Fonts without a ToUnicode map extract as replacement or private-use characters; a page full
+    of them would teach the model to read noise.
+    """
+    visible = [c for c in text if not c.isspace()]
+    if not visible:
+        return 0.0
+    bad = sum(1 for c in visible if c == "\ufffd" or unicodedata.category(c) in ("Co", "Cc", "Cs"))
+    return bad / len(visible)
+
+
+def letter_share(text: str) -> float:
+    """Share of letters among visible characters: low for indexes, number tables and code dumps."""
+    visible = [c for c in text if not c.isspace()]
+    return sum(1 for c in visible if c.isalpha()) / len(visible) if visible else 0.0
+
+
+def text_hash(text: str) -> str:
+    """Hash of the text with all whitespace removed and case folded: the de-duplication key."""
+    key = "".join(text.split()).casefold()
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
