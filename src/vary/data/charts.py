@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,7 +173,9 @@ def draw_chart(spec: ChartSpec, style: ChartStyle, font: Path, long_side: int = 
         if spec.kind != "pie":
             ax.set_xlabel(spec.x_label)
             ax.set_ylabel(spec.y_label)
-        fig.tight_layout()
+        with warnings.catch_warnings():  # tiny figures cannot fit every label: keep what fits
+            warnings.simplefilter("ignore", UserWarning)
+            fig.tight_layout()
         FigureCanvasAgg(fig).draw()
     return fig
 

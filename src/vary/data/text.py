@@ -14,6 +14,7 @@ import unicodedata
 _SOFT_BREAK = re.compile(r"(?<=[a-z])-\n(?=[a-z])")  # "extrac-\ntion" -> "extraction"
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
+_FULLWIDTH_PUNCT = re.compile("([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff5e])")
 
 
 def is_cjk(char: str) -> bool:
@@ -22,9 +23,19 @@ def is_cjk(char: str) -> bool:
     return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
 
 
+def nfkc(text: str) -> str:
+    """NFKC, except full-width punctuation, which is how Chinese text writes "，" and "：".
+
+    Plain NFKC would turn "第三行补充：" into "第三行补充:" and teach two spellings of Chinese
+    punctuation; full-width letters and digits are still folded to ASCII.
+    """
+    pieces = _FULLWIDTH_PUNCT.split(text)
+    return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(pieces))
+
+
 def normalise(text: str) -> str:
-    """NFKC, join words hyphenated across lines, tidy spaces and blank lines, strip each line."""
-    text = unicodedata.normalize("NFKC", text).replace("\r\n", "\n").replace("\r", "\n")
+    """NFKC (see `nfkc`), join words hyphenated across lines, tidy spaces and blank lines."""
+    text = nfkc(text).replace("\r\n", "\n").replace("\r", "\n")
     text = _SOFT_BREAK.sub("", text)
     lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
