@@ -94,8 +94,10 @@ def test_filters_and_dedup(tmp_path: Path) -> None:
     assert summary["samples"] == 1
     assert summary["filtered"] == {"too_little_text": 1, "duplicate": 2, "few_letters": 1}
     # A text layer without a Unicode map extracts as U+FFFD: dropped as garbled.
-    assert drop_reason("\ufffd" * 90 + " text" * 20, has_images=False, cfg=PdfConfig()) == "garbled_text"
-    assert drop_reason("", has_images=True, cfg=PdfConfig()) == "image_only"
+    assert (
+        drop_reason("\ufffd" * 90 + " text" * 20, has_images=lambda: False, cfg=PdfConfig()) == "garbled_text"
+    )
+    assert drop_reason("", has_images=lambda: True, cfg=PdfConfig()) == "image_only"
 
 
 def test_two_workers_and_slices_give_the_same_samples(tmp_path: Path) -> None:

@@ -48,22 +48,38 @@ class PdfConfig:
 
 
 @dataclass
-class ChartConfig:
+class GeneratorConfig:
+    """What every synthetic source shares: how many items, in which languages, from which seed.
+
+    Item i is in language `langs[i % len(langs)]` and drawn from its own generator seeded with
+    `seed:i`, so any slice of a run can be regenerated alone.
+    """
+
     n: int = 1000
     langs: list[str] = field(default_factory=lambda: ["en", "zh"])
     seed: int = 0
     long_side: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.n < 0 or not self.langs or not set(self.langs) <= {"en", "zh"}:
+            raise ValueError(f"need n >= 0 and languages among en, zh (got n={self.n}, langs={self.langs})")
+
+
+@dataclass
+class ChartConfig(GeneratorConfig):
     families: list[str] = field(default_factory=lambda: ["matplotlib", "echarts"])
     cjk_font: str = ""  # a font file or family; empty: the first CJK font found on the system
     charts_per_unit: int = 8
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.families or not set(self.families) <= {"matplotlib", "echarts"}:
+            raise ValueError(f"families must be among matplotlib, echarts (got {self.families})")
+
 
 @dataclass
-class LatexConfig:
+class LatexConfig(GeneratorConfig):
     n: int = 200
-    langs: list[str] = field(default_factory=lambda: ["en", "zh"])
-    seed: int = 0
-    long_side: int = 1024
     timeout_s: float = 60.0
     extra_preamble: str = ""  # appended to every document's preamble (e.g. a package to try)
 

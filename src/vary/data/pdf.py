@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from vary.data.engine import Job, Unit, UnitResult, find_inputs
 from vary.data.sample import Sample
 from vary.data.shards import Record, encode_image
 from vary.data.splits import UnknownOriginError, select
-from vary.data.text import detect_lang, garbled_share, letter_share, normalise, text_hash
+from vary.data.text import detect_lang, garbled_share, letter_share, normalise, text_hash, visible_count
 
 pymupdf.TOOLS.mupdf_display_errors(False)  # broken PDFs are reported by us, once, not by MuPDF's chatter
 
@@ -104,7 +104,7 @@ def page_record(
 ):
     """A shard record for one page, or the reason (a string) it was dropped."""
     text = normalise(page.get_text("text"))
-    reason = drop_reason(text, has_images=bool(page.get_images()), cfg=cfg)
+    reason = drop_reason(text, has_images=lambda: bool(page.get_images()), cfg=cfg)
     if reason:
         return reason
     image = render(page, cfg.long_side)
@@ -121,11 +121,10 @@ def page_record(
     return Record.from_sample(sample, encode_image(image, fmt, quality, level), fmt, dedup)
 
 
-def drop_reason(text: str, has_images: bool, cfg: PdfConfig) -> str | None:
-    """Why a page should not become a sample, or None to keep it."""
-    visible = sum(1 for c in text if not c.isspace())
-    if visible < cfg.min_chars:
-        return "image_only" if has_images else "too_little_text"
+def drop_reason(text: str, has_images: Callable[[], bool], cfg: PdfConfig) -> str | None:
+    """Why a page should not become a sample, or None to keep it (`has_images` asked only if needed)."""
+    if visible_count(text) < cfg.min_chars:
+        return "image_only" if has_images() else "too_little_text"
     if garbled_share(text) > cfg.max_bad_share:
         return "garbled_text"
     if letter_share(text) < cfg.min_letter_share:
