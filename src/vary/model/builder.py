@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from vary.config import ConfigError, load_config
+from vary.convert.parts import language_model_options, load_clip, load_language_model, load_vocabulary
 from vary.model.configuration import VaryConfig
 from vary.model.image_processing import VaryImageProcessor
 from vary.model.modeling import VaryBase, VaryForCausalLM, VaryTiny
@@ -42,6 +43,9 @@ class VocabularyConfig:
     global_attn_indexes: list[int] = field(default_factory=lambda: [2, 5, 8, 11])
     neck_channels: int = 256
     channels: list[int] = field(default_factory=lambda: [512, 1024])
+    # SAM (`sam_vit_b_01ec64.pth` or a Hugging Face SAM folder) or a model with a vocabulary
+    # network (a Vary-tiny folder of ours, Vary-toy, GOT-OCR2, ...): see vary.convert.parts
+    pretrained: str | None = None
 
     def to_hf(self) -> SamVisionConfig:
         return SamVisionConfig(
@@ -68,6 +72,7 @@ class ClipConfig:
     num_hidden_layers: int = 24
     num_attention_heads: int = 16
     intermediate_size: int = 4096
+    pretrained: str | None = None  # a CLIP folder (CLIPModel or CLIPVisionModel), e.g. clip-vit-large-patch14
 
     def to_hf(self) -> CLIPVisionConfig:
         return CLIPVisionConfig(
@@ -94,10 +99,12 @@ class ModelConfig:
     vocabulary: VocabularyConfig = field(default_factory=VocabularyConfig)
     clip: ClipConfig | None = None
     # Any causal LM: `model_type` plus that transformers config's fields (vocab_size is raised
-    # to the tokenizer's size when smaller).
+    # to the tokenizer's size when smaller). `pretrained: FOLDER` (config.json + weights +
+    # tokenizer) starts from that LM: its config, its weights and, unless tokenizer.path is set,
+    # its tokenizer; other keys override its config.
     language_model: dict[str, Any] = field(default_factory=lambda: {"model_type": "opt"})
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    image_normalization: Literal["clip", "ink"] = "clip"
+    image_normalization: Literal["clip", "imagenet", "ink"] = "clip"
     frozen_towers: list[str] | None = None  # default: none for tiny, all for base
     template: Literal["plain", "chatml"] | None = None  # default: plain for tiny, chatml for base
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
@@ -105,6 +112,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.kind == "tiny" and self.clip is not None:
             raise ValueError("kind 'tiny' has no clip branch; use kind 'base'")
+        pretrained = self.language_model.get("pretrained")
+        if pretrained:
+            self.language_model = language_model_options(pretrained) | self.language_model
+            if self.tokenizer.path is None:
+                self.tokenizer = dataclasses.replace(self.tokenizer, path=pretrained)
         check_language_model_keys(self.language_model)
 
 
@@ -113,7 +125,7 @@ def check_language_model_keys(options: dict[str, Any]) -> None:
     model_type = options.get("model_type")
     if model_type not in CONFIG_MAPPING:
         raise ValueError(f"language_model.model_type {model_type!r} is not a transformers model type")
-    known = {f.name for f in dataclasses.fields(CONFIG_MAPPING[model_type])} | {"model_type"}
+    known = {f.name for f in dataclasses.fields(CONFIG_MAPPING[model_type])} | {"model_type", "pretrained"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"unknown key language_model.{unknown[0]} for a {model_type} config")
@@ -136,7 +148,7 @@ def build_tokenizer(config: TokenizerConfig, texts: Iterable[str] | None = None)
 
 def build_vary_config(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> VaryConfig:
     ids = image_token_ids(tokenizer)
-    text_options = {k: v for k, v in config.language_model.items() if k != "model_type"}
+    text_options = {k: v for k, v in config.language_model.items() if k not in ("model_type", "pretrained")}
     # A config may pad the vocabulary beyond the tokenizer (as Qwen does), never below it.
     vocab_size = max(text_options.pop("vocab_size", 0), len(tokenizer))
     text_config = CONFIG_MAPPING[config.language_model["model_type"]](
@@ -172,9 +184,21 @@ def model_class(config: VaryConfig) -> type[VaryForCausalLM]:
 
 
 def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> VaryForCausalLM:
-    """A randomly initialised Vary model of the configured sizes."""
+    """A Vary model of the configured sizes: random, then the configured pretrained parts."""
     vary_config = build_vary_config(config, tokenizer)
-    return model_class(vary_config)(vary_config)
+    model = model_class(vary_config)(vary_config)
+    load_pretrained_parts(model, config)
+    return model
+
+
+def load_pretrained_parts(model: VaryForCausalLM, config: ModelConfig) -> None:
+    """The `pretrained` weights of each part; each load checks keys and shapes (one clear error)."""
+    if config.vocabulary.pretrained:
+        load_vocabulary(model.vocabulary, config.vocabulary.pretrained)
+    if config.clip is not None and config.clip.pretrained:
+        load_clip(model.clip, config.clip.pretrained)
+    if config.language_model.get("pretrained"):
+        load_language_model(model.language_model, config.language_model["pretrained"])
 
 
 def load_pretrained(

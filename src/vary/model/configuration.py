@@ -23,7 +23,8 @@ class VaryConfig(PreTrainedConfig):
     vocabulary_channels: output channels of the two stride-2 convolutions after the SAM neck
         (`net_2`, `net_3`); the last one is the vocabulary's token width (1024 in the paper).
     clip_feature_layer: which CLIP hidden state feeds the LM (-2, CLS dropped, as LLaVA/Vary).
-    image_normalization: "clip" (the official mean/std) or "ink" (inverted, background-free
+    image_normalization: "clip" (OpenAI CLIP's mean/std), "imagenet" (ImageNet's, as the released
+        Vary-tiny / Vary-base vocabulary networks) or "ink" (inverted, background-free
         pixels; helps small models trained from scratch see dark text on white, see
         `vary.model.processing`).
     frozen_towers: vision towers whose weights are frozen ("vocabulary", "clip"); Vary-base
@@ -45,7 +46,7 @@ class VaryConfig(PreTrainedConfig):
     image_token_id: int = 0
     image_start_token_id: int = 0
     image_end_token_id: int = 0
-    image_normalization: Literal["clip", "ink"] = "clip"
+    image_normalization: Literal["clip", "imagenet", "ink"] = "clip"
     frozen_towers: list[str] | tuple[str, ...] = ()
     template: Literal["plain", "chatml"] = "plain"
     tie_word_embeddings: bool = False

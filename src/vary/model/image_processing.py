@@ -2,7 +2,8 @@
 
 Both branches resize the whole page to a square (no crop: a crop would cut text) with bicubic
 filtering and normalise with the OpenAI CLIP mean/std: 1024x1024 for the vocabulary network,
-224x224 for CLIP.
+224x224 for CLIP. The released Vary-tiny and Vary-base fed their vocabulary network ImageNet
+mean/std instead ("imagenet"; Vary-toy and GOT-OCR2 use CLIP's).
 
 "ink" normalisation is for small models trained from scratch: dark text on a white page under
 the usual normalisation gives large, nearly constant inputs everywhere and such models learned
@@ -21,13 +22,17 @@ from PIL import Image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+MEAN_STD = {
+    "clip": (CLIP_MEAN, CLIP_STD),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 INK_SCALE = 4.0  # ink fraction -> roughly unit-variance inputs on text pages
 
 
 @dataclass(frozen=True)
 class ImageProcessor:
     size: int
-    normalization: Literal["clip", "ink"] = "clip"
+    normalization: Literal["clip", "imagenet", "ink"] = "clip"
 
     def __call__(self, images: Image.Image | list[Image.Image]) -> torch.Tensor:
         """PIL image(s) -> (batch, 3, size, size) float tensor."""
@@ -39,8 +44,7 @@ class ImageProcessor:
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         if self.normalization == "ink":
             return ink_normalize(pixels)
-        mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-        std = torch.tensor(CLIP_STD).view(3, 1, 1)
+        mean, std = (torch.tensor(v).view(3, 1, 1) for v in MEAN_STD[self.normalization])
         return (pixels - mean) / std
 
 
