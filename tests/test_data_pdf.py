@@ -13,9 +13,9 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from vary.cli import main
+from vary.cli import UserError, main
 from vary.data.config import EngineConfig, PdfConfig
-from vary.data.engine import STATE_DIR, run_job
+from vary.data.engine import STATE_DIR, Job, Unit, UnitResult, run_job
 from vary.data.pdf import drop_reason, pdf_job
 from vary.data.reader import iter_samples
 from vary.data.splits import UnknownOriginError, is_reserved, select, split_of
@@ -149,6 +149,16 @@ def test_killed_run_resumes_to_identical_shards(tmp_path: Path) -> None:
     manifests = [json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("killed", "clean")]
     assert manifests[0] == manifests[1] and manifests[0]["totals"]["samples"] == 60
     assert not list((tmp_path / "killed").glob("*.tmp"))
+
+
+def _die(unit: int) -> UnitResult:
+    os._exit(3)  # what a segfault in a native library looks like to the pool
+
+
+def test_a_worker_that_dies_stops_the_run_with_one_line(tmp_path: Path) -> None:
+    job = Job("crash", [Unit("a", 1), Unit("b", 2)], _die, settings={})
+    with pytest.raises(UserError, match="worker process died"):
+        run_job(job, EngineConfig(out=str(tmp_path), workers=2))
 
 
 # --- the held-out rule ---------------------------------------------------------------------------
