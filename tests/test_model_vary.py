@@ -20,7 +20,7 @@ from vary.model import (
     ocr_conversation,
     save_pretrained,
 )
-from vary.model.templates import IGNORE_INDEX
+from vary.model.templates import IGNORE_INDEX, OFFICIAL_SYSTEM_PROMPT
 from vary.model.tokenizer import IM_END, IM_START
 
 # Large initial weights make the random LMs' logits peaked, so greedy argmax has no near-ties.
@@ -92,6 +92,7 @@ def test_chatml_layout(tokenizer):
     text = tokenizer.decode(encoded.input_ids)
     pads = "<imgpad>" * processor.num_image_tokens
     assert text == (
+        f"{IM_START}system\n{OFFICIAL_SYSTEM_PROMPT}{IM_END}"
         f"{IM_START}user\n<img>{pads}</img>\nWhat is the title?{IM_END}{IM_START}assistant\nVary{IM_END}"
     )
     answer = [t for t, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE_INDEX]

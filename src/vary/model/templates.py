@@ -1,8 +1,9 @@
 """Conversation templates and the one function that turns a conversation into model inputs.
 
 - "plain" (Vary-tiny): no prompt at all, `[bos] <img> <imgpad> x N </img> text </s>`.
-- "chatml" (Vary-base, Qwen): `<|im_start|>user\\n<img>...</img>question<|im_end|>`
-  `<|im_start|>assistant\\nanswer<|im_end|>`, as the official Vary/GOT code joins turns.
+- "chatml" (Vary-base, Qwen): `<|im_start|>system\\n...<|im_end|><|im_start|>user\\n<img>...</img>`
+  `question<|im_end|><|im_start|>assistant\\nanswer<|im_end|>`, as the official Vary/GOT code
+  joins turns (system prompt included).
 
 Conversations use the LLaVA form (`{"from": "human"|"gpt", "value": ...}`), with `<image>`
 marking where the image goes. Loss is only on what the assistant writes (and its end token).
@@ -18,6 +19,8 @@ from vary.data.sample import IMAGE_TOKEN
 from vary.model.tokenizer import IM_END, IM_START, image_token_ids
 
 IGNORE_INDEX = -100
+# The system turn of the official Vary-base / Vary-toy / GOT-OCR2 conversations ("mpt" style).
+OFFICIAL_SYSTEM_PROMPT = "You should follow the instructions carefully and explain your answers in detail."
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ TEMPLATES = {
         user_suffix=IM_END,
         assistant_prefix=f"{IM_START}assistant\n",
         assistant_suffix=IM_END,
+        system=OFFICIAL_SYSTEM_PROMPT,
     ),
 }
 
