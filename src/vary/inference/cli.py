@@ -1,0 +1,190 @@
+"""`vary ocr`, `vary chat` and `vary serve`: the model as a command-line tool and a web service.
+
+    vary ocr scans/ report.pdf --pages 1-3 --format markdown --out texts/
+    vary chat chart.png "Which year had the most sales?" --model out/vary-base
+    vary serve --model out/vary-tiny --port 8000
+
+`--model` defaults to the model shipped inside the package (`default_model_dir()`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import transformers
+from transformers import TextStreamer
+
+import vary
+from vary.cli import UserError
+from vary.inference.documents import (
+    Document,
+    Format,
+    group_documents,
+    output_path,
+    readable_pages,
+    render,
+)
+from vary.inference.pipeline import ChatUnsupported, GenerationOptions, VaryPipeline
+from vary.inference.repetition import RepetitionGuard
+from vary.inference.sources import InputError, PageSelection, expand_paths
+from vary.reporting import ErrorLog, get_logger, progress, write_summary
+
+log = get_logger("inference")
+
+
+def default_model_dir() -> Path:
+    """The model shipped inside the package, used when `--model` is not given."""
+    return Path(vary.__file__).parent / "assets" / "default-model"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ocr = subparsers.add_parser("ocr", help="read images and PDFs into text")
+    ocr.add_argument("inputs", nargs="+", metavar="INPUT", help="images, PDFs or folders of them")
+    ocr.add_argument("--pages", help="PDF pages, 1-based: 1-3,5,8- (default: all)")
+    ocr.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    ocr.add_argument("--out", type=Path, help="write one file per input here (default: stdout)")
+    ocr.add_argument("--batch-size", type=int, default=8, help="pages per generate call")
+    ocr.add_argument("--prompt", help="a question or instruction after the image (Vary-base models)")
+    _add_model_arguments(ocr)
+    ocr.set_defaults(func=run_ocr)
+
+    chat = subparsers.add_parser("chat", help="ask a Vary-base model about an image")
+    chat.add_argument("image")
+    chat.add_argument("question")
+    _add_model_arguments(chat)
+    chat.set_defaults(func=run_chat)
+
+    serve = subparsers.add_parser("serve", help="HTTP API (OCR, chat, OpenAI-compatible) and web page")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--batch-size", type=int, default=8, help="most pages per generate call")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0)
+    serve.add_argument("--max-pages", type=int, default=16, help="most PDF pages per request")
+    _add_model_arguments(serve)
+    serve.set_defaults(func=run_serve)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help="Vary model folder (default: the built-in model)")
+    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
+    parser.add_argument("--max-new-tokens", type=int, default=GenerationOptions.max_new_tokens)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    parser.add_argument("--no-repetition-guard", action="store_true", help="let loops run to the limit")
+
+
+def load_pipeline(args: argparse.Namespace) -> VaryPipeline:
+    model_dir = args.model or default_model_dir()
+    if not (model_dir / "config.json").is_file():
+        if args.model is None:
+            raise UserError(f"no built-in model at {model_dir} yet: pass --model DIR (a Vary model folder)")
+        raise UserError(f"{model_dir}: not a Vary model folder (no config.json)")
+    transformers.logging.set_verbosity_error()  # load-time chatter is not the product's output
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        return VaryPipeline.from_pretrained(model_dir, device=args.device, dtype=args.dtype)
+    except ValueError as err:  # no CUDA, unknown dtype
+        raise UserError(str(err)) from err
+
+
+def generation_options(args: argparse.Namespace) -> GenerationOptions:
+    if args.max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be at least 1")
+    guard = None if args.no_repetition_guard else RepetitionGuard()
+    return GenerationOptions(args.max_new_tokens, args.temperature, guard)
+
+
+def run_ocr(args: argparse.Namespace) -> int:
+    try:
+        selection = PageSelection.parse(args.pages)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    sources = list(dict.fromkeys(expand_paths(args.inputs)))
+    if not sources:
+        raise UserError(f"no images or PDFs in {' '.join(args.inputs)}")
+    options = generation_options(args)
+    pipeline = load_pipeline(args)
+    errors = ErrorLog(args.out / "errors.jsonl" if args.out else None)
+    failures: dict[str, str] = {}
+    # One input read to the terminal: show its text as it is generated.
+    streaming = len(sources) == 1 and args.format == "text" and args.out is None
+    streamer = (
+        TextStreamer(pipeline.tokenizer, skip_prompt=True, skip_special_tokens=True) if streaming else None
+    )
+    start = time.perf_counter()
+    # The bar counts files as they are read (failed ones too), a batch ahead of the model.
+    files = progress(sources, desc="ocr", total=len(sources), unit="file") if len(sources) > 1 else sources
+    pages = readable_pages(files, pipeline.input_size, selection, errors, failures)
+    results = pipeline.stream(
+        pages, args.prompt, batch_size=1 if streaming else args.batch_size, options=options, streamer=streamer
+    )
+    documents = group_documents(results, failures)
+    totals = _write_documents(documents, args, pipeline.name, echo=not streaming)
+    seconds = time.perf_counter() - start
+    log.info(
+        "%d page(s) of %d file(s) in %.1f s (%.2f pages/s), %d token(s); %d file(s) failed",
+        totals["pages"], len(sources), seconds, totals["pages"] / max(seconds, 1e-9), totals["tokens"],
+        len(failures),
+    )  # fmt: skip
+    if args.out is not None:
+        summary = {"model": pipeline.name, "files": len(sources), "failed": len(failures), "seconds": seconds}
+        write_summary(args.out / "summary.json", summary | totals | {"errors": errors.by_kind})
+    return 1 if failures else 0
+
+
+def _write_documents(documents: Iterator[Document], args: argparse.Namespace, model: str, echo: bool) -> dict:
+    """Write each document (a file under --out, or stdout); count pages, tokens and flags."""
+    totals = {"pages": 0, "tokens": 0, "repetition_stopped": 0, "truncated": 0}
+    taken: set[Path] = set()
+    fmt: Format = args.format
+    for document in documents:
+        for page in document.pages:
+            totals["pages"] += 1
+            totals["tokens"] += page.num_tokens
+            totals["repetition_stopped"] += page.repetition_stopped
+            totals["truncated"] += page.truncated
+            if page.repetition_stopped or page.truncated:
+                where = document.source + (f" page {page.page}" if page.page else "")
+                reason = "stopped a repetition loop" if page.repetition_stopped else "hit --max-new-tokens"
+                log.warning("%s: %s", where, reason)
+        if args.out is not None:
+            path = output_path(args.out, document.source, fmt, taken)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(document, fmt, model), encoding="utf-8")
+        elif echo:
+            header = f"==> {document.source} <==\n" if len(args.inputs) > 1 and fmt != "json" else ""
+            sys.stdout.write(header + render(document, fmt, model))
+            sys.stdout.flush()
+    return totals
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    options = generation_options(args)
+    pipeline = load_pipeline(args)
+    streamer = TextStreamer(pipeline.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    try:
+        result = pipeline.chat(args.image, args.question, options, streamer)
+    except (ChatUnsupported, InputError) as err:
+        raise UserError(str(err)) from err
+    if result.repetition_stopped or result.truncated:
+        log.warning(
+            "answer %s", "stopped a repetition loop" if result.repetition_stopped else "was cut short"
+        )
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        from vary.inference.server import ServerLimits, serve
+    except ModuleNotFoundError as err:
+        raise UserError(f'{err.name} is not installed: pip install -e ".[serve]"') from err
+    options = generation_options(args)
+    limits = ServerLimits(int(args.max_upload_mb * 2**20), args.max_pages, args.batch_size)
+    serve(load_pipeline(args), args.host, args.port, limits, options)
+    return 0

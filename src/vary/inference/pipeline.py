@@ -1,0 +1,269 @@
+"""`VaryPipeline`: a model folder in, text out, for one image, a PDF or thousands of pages.
+
+    pipeline = VaryPipeline.from_pretrained("out/model")          # device/dtype "auto"
+    pipeline("page.png").text                                     # one image -> one PageResult
+    pipeline(["a.png", "b.pdf"], pages=PageSelection.parse("1-2"))  # many -> list, batched
+    pipeline.chat("chart.png", "What is the highest bar?")       # Vary-base (chatml) models
+
+Pages are batched with left padding, so every prompt ends where decoding starts and a batch
+gives the same greedy text as one page at a time. Each result says why decoding ended: the
+stop token, the token budget (`truncated`) or a loop (`repetition_stopped`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+from transformers import PreTrainedTokenizerBase, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from vary.inference.repetition import RepetitionGuard, RepetitionStop, find_loop
+from vary.inference.sources import (
+    ALL_PAGES,
+    FIRST_PAGE,
+    PageInput,
+    PageSelection,
+    Source,
+    is_pdf_file,
+    iter_pages,
+)
+from vary.model import VaryForCausalLM, VaryProcessor, load_pretrained, ocr_conversation
+from vary.model.tokenizer import IM_END
+
+T = TypeVar("T")
+FinishReason = Literal["stop", "length", "repetition"]
+Conversation = list[dict[str, str]]
+
+
+class ChatUnsupported(ValueError):
+    """Chat asked of a Vary-tiny model: its plain template has no turns to put a question in."""
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 2048  # lowered to what the language model's positions allow
+    temperature: float = 0.0  # 0: greedy (reproducible OCR); > 0: sampling
+    repetition: RepetitionGuard | None = field(default_factory=RepetitionGuard)
+
+
+DEFAULT_OPTIONS = GenerationOptions()
+
+
+@dataclass
+class PageResult:
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    prompt_tokens: int
+    seconds: float  # wall time of the generate call that produced this page (shared by its batch)
+    batch_size: int
+    source: str | None = None
+    page: int | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def repetition_stopped(self) -> bool:
+        return self.finish_reason == "repetition"
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+    def to_json(self) -> dict[str, Any]:
+        flags = {"num_tokens": self.num_tokens, "repetition_stopped": self.repetition_stopped}
+        return asdict(self) | flags | {"truncated": self.truncated}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """ "auto" is the GPU when there is one; asking for CUDA without one is an error, not a fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but no CUDA GPU is available")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """ "auto" is bfloat16 on GPU (fast, as the paper's models were trained) and float32 on CPU."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"unknown dtype {name!r}: use auto, float32, bfloat16 or float16")
+    return dtype
+
+
+def conversation(question: str | None = None) -> Conversation:
+    """The prompt of one page: the image alone (OCR) or the image then a question."""
+    return ocr_conversation(question=f"\n{question}" if question else "")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+class VaryPipeline:
+    def __init__(self, model: VaryForCausalLM, processor: VaryProcessor, name: str = "vary"):
+        self.model = model.eval()
+        self.processor = processor
+        self.name = name
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "auto", dtype: str = "auto") -> VaryPipeline:
+        target = resolve_device(device)
+        model, tokenizer, _ = load_pretrained(path, dtype=resolve_dtype(dtype, target))
+        processor = VaryProcessor.from_config(model.config, tokenizer)
+        return cls(model.to(target), processor, Path(path).name)
+
+    # -- facts about the model ---------------------------------------------------------------
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.processor.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def template(self) -> str:
+        return self.processor.template.name
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square image the vision vocabulary reads; PDF pages are rendered at it."""
+        return self.processor.image_processor.vocabulary.size
+
+    def require_chat(self) -> None:
+        if self.template != "chatml":
+            raise ChatUnsupported(
+                f"model {self.name!r} uses the {self.template!r} template (Vary-tiny): it only reads"
+                " pages; chat needs a Vary-base model (chatml template)"
+            )
+
+    # -- calls -------------------------------------------------------------------------------
+    def __call__(
+        self,
+        inputs: Source | Sequence[Source],
+        question: str | None = None,
+        *,
+        pages: PageSelection = ALL_PAGES,
+        batch_size: int = 8,
+        options: GenerationOptions = DEFAULT_OPTIONS,
+    ) -> PageResult | list[PageResult]:
+        """OCR (or answer `question` about) an image, a PDF page, a PDF path, or a list of them.
+
+        One image or page gives one `PageResult`; a list or a PDF path gives a list (a PDF
+        path's pages are chosen by `pages`).
+        """
+        single = not isinstance(inputs, list | tuple)
+        sources = [inputs] if single else list(inputs)
+        page_inputs = (page for source in sources for page in iter_pages(source, self.input_size, pages))
+        results = list(self.stream(page_inputs, question, batch_size=batch_size, options=options))
+        return results[0] if single and not is_pdf_file(inputs) else results
+
+    def chat(
+        self,
+        image: Source,
+        question: str,
+        options: GenerationOptions = DEFAULT_OPTIONS,
+        streamer: BaseStreamer | None = None,
+    ) -> PageResult:
+        """Answer a question about one image, or a PDF's first page (Vary-base models)."""
+        self.require_chat()
+        (page,) = iter_pages(image, self.input_size, FIRST_PAGE)
+        (result,) = self.run([page], [conversation(question)], options, streamer)
+        return result
+
+    def stream(
+        self,
+        pages: Iterable[PageInput],
+        question: str | None = None,
+        *,
+        batch_size: int = 8,
+        options: GenerationOptions = DEFAULT_OPTIONS,
+        streamer: BaseStreamer | None = None,
+    ) -> Iterator[PageResult]:
+        """Results in input order, `batch_size` pages per generate call, pages read lazily."""
+        for batch in batched(pages, batch_size):
+            yield from self.run(batch, [conversation(question)] * len(batch), options, streamer)
+
+    @torch.inference_mode()
+    def run(
+        self,
+        pages: Sequence[PageInput],
+        conversations: Sequence[Conversation],
+        options: GenerationOptions = DEFAULT_OPTIONS,
+        streamer: BaseStreamer | None = None,
+    ) -> list[PageResult]:
+        """One batched generate call: page i is read with conversation i."""
+        if streamer is not None and len(pages) > 1:
+            raise ValueError("a streamer shows one sequence: run pages one at a time to stream")
+        batch = self.processor([p.image for p in pages], list(conversations), padding_side="left")
+        batch.pop("labels")
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        prompt_length = batch["input_ids"].shape[1]
+        stop_ids = self.stop_token_ids()
+        guard = RepetitionStop(options.repetition, prompt_length, stop_ids) if options.repetition else None
+        sampling = {"temperature": options.temperature} if options.temperature > 0 else {}
+        start = time.perf_counter()
+        output = self.model.generate(
+            **batch,
+            max_new_tokens=self._token_budget(prompt_length, options.max_new_tokens),
+            do_sample=options.temperature > 0,
+            eos_token_id=stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stopping_criteria=StoppingCriteriaList([guard] if guard else []),
+            streamer=streamer,
+            **sampling,
+        )
+        generated = output[:, prompt_length:].tolist()
+        seconds = time.perf_counter() - start
+        results = []
+        for row, (page, ids) in enumerate(zip(pages, generated, strict=True)):
+            prompt_tokens = int(batch["attention_mask"][row].sum())
+            ids, reason = self._finish(ids, stop_ids, guard.stopped.get(row) if guard else None, options)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            results.append(
+                PageResult(text, ids, reason, prompt_tokens, seconds, len(pages), page.source, page.page)
+            )
+        return results
+
+    # -- helpers -----------------------------------------------------------------------------
+    def stop_token_ids(self) -> list[int]:
+        """End of an answer: the tokenizer's eos, and `<|im_end|>` for the chatml template."""
+        ids = [self.tokenizer.eos_token_id]
+        if self.template == "chatml":
+            ids.append(self.tokenizer.convert_tokens_to_ids(IM_END))
+        return ids
+
+    def _token_budget(self, prompt_length: int, requested: int) -> int:
+        positions = getattr(self.model.config.text_config, "max_position_embeddings", None)
+        if positions is None:
+            return requested
+        if positions <= prompt_length:
+            raise ValueError(f"the prompt ({prompt_length} tokens) fills the model's {positions} positions")
+        return min(requested, positions - prompt_length)
+
+    @staticmethod
+    def _finish(
+        ids: list[int], stop_ids: list[int], stopped_at: int | None, options: GenerationOptions
+    ) -> tuple[list[int], FinishReason]:
+        """Cut one row's generated ids where its answer ends, and say why it ended."""
+        if stopped_at is not None and options.repetition is not None:
+            ids = ids[:stopped_at]
+            loop = find_loop(ids, options.repetition)
+            return (ids[: loop.start + loop.period] if loop else ids), "repetition"
+        ends = [i for i, token in enumerate(ids) if token in stop_ids]
+        return (ids[: ends[0]], "stop") if ends else (ids, "length")

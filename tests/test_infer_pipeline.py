@@ -1,0 +1,166 @@
+"""VaryPipeline on tiny random models: batching, PDF pages, chat, flags, devices.
+
+Also the helpers the other inference tests import: saved tiny models, noise pages, PDFs.
+Random models write garbage, so tests compare runs with each other (batched vs alone, a PDF
+page vs the same page rendered by hand), never with expected text.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pymupdf
+import pytest
+import torch
+from PIL import Image
+
+from conftest import CORPUS, tiny_model_config
+from vary.inference import ChatUnsupported, GenerationOptions, PageSelection, VaryPipeline
+from vary.inference.pipeline import resolve_device, resolve_dtype
+from vary.inference.sources import InputError, iter_pages, render_page
+from vary.model import TokenizerConfig, build_model, build_tokenizer, save_pretrained
+from vary.model.tokenizer import IM_END
+
+# Large initial weights make the random LMs' logits peaked, so greedy argmax has no near-ties
+# and left padding cannot flip a token between a batch and a single run.
+PEAKED = {"tiny": {"init_std": 0.5}, "base": {"initializer_range": 0.5}}
+SHORT = GenerationOptions(max_new_tokens=12)
+_MODELS = tempfile.TemporaryDirectory(prefix="vary-infer-models-")
+
+
+@functools.cache
+def saved_model(kind: str) -> Path:
+    """A tiny random Vary-tiny ("tiny", plain template) or Vary-base ("base", chatml) folder."""
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer(TokenizerConfig(vocab_size=400), texts=CORPUS)
+    spec = tiny_model_config(kind)
+    spec.language_model |= PEAKED[kind]
+    path = Path(_MODELS.name) / kind
+    save_pretrained(build_model(spec, tokenizer), tokenizer, path)
+    return path
+
+
+def noise(seed: int, size: int = 64) -> Image.Image:
+    """A blocky random page: different seeds give clearly different model outputs."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    return Image.fromarray(pixels).resize((size, size), Image.Resampling.NEAREST)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_pdf(path: Path, seeds: list[int]) -> Path:
+    """A PDF with one noise picture per page (seed i on page i + 1)."""
+    document = pymupdf.open()
+    for seed in seeds:
+        page = document.new_page(width=300, height=400)
+        page.insert_image(page.rect, stream=png_bytes(noise(seed)))
+    document.save(path)
+    document.close()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: extra threads only add synchronisation, and cost 10x on a shared CPU."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", params=["tiny", "base"])
+def pipeline(request) -> VaryPipeline:
+    return VaryPipeline.from_pretrained(saved_model(request.param))
+
+
+@pytest.fixture(scope="module")
+def base() -> VaryPipeline:
+    return VaryPipeline.from_pretrained(saved_model("base"))
+
+
+def test_batched_equals_one_by_one(pipeline):
+    images = [noise(seed) for seed in range(5)]
+    batched = pipeline(images, batch_size=3, options=SHORT)
+    assert [r.batch_size for r in batched] == [3, 3, 3, 2, 2]
+    for image, together in zip(images, batched, strict=True):
+        alone = pipeline(image, options=SHORT)
+        assert alone.batch_size == 1
+        assert (alone.token_ids, alone.finish_reason, alone.text) == (
+            together.token_ids,
+            together.finish_reason,
+            together.text,
+        )
+    assert len({tuple(r.token_ids) for r in batched}) > 1  # the image matters
+
+
+def test_pdf_page_selection(base, tmp_path):
+    pdf = make_pdf(tmp_path / "doc.pdf", [11, 12, 13])
+    results = base(pdf, pages=PageSelection.parse("2-"), options=SHORT)
+    assert [(r.source, r.page) for r in results] == [(str(pdf), 2), (str(pdf), 3)]
+    with pymupdf.open(pdf) as document:
+        by_hand = [base(render_page(document[n], base.input_size), options=SHORT) for n in range(3)]
+        page_object = base(document[2], options=SHORT)  # a PyMuPDF page is one input
+    assert [r.token_ids for r in results] == [by_hand[1].token_ids, by_hand[2].token_ids]
+    assert by_hand[0].token_ids != by_hand[1].token_ids
+    assert page_object.page == 3 and page_object.token_ids == by_hand[2].token_ids
+    # a one-page selection of a PDF path is still a list; a missing page is an error
+    assert len(base(pdf, pages=PageSelection.parse("1"), options=SHORT)) == 1
+    with pytest.raises(InputError, match="no selected page exists"):
+        base(pdf, pages=PageSelection.parse("7"))
+
+
+def test_page_selection_parsing():
+    assert PageSelection.parse("1-3,5,8-").select(10) == [1, 2, 3, 5, 8, 9, 10]
+    assert PageSelection.parse(None).select(3) == [1, 2, 3]
+    assert PageSelection.parse("2,2,1").select(1) == [1]
+    for bad in ("0", "3-1", "a", "1-2-3"):
+        with pytest.raises(ValueError, match="bad page selection"):
+            PageSelection.parse(bad)
+
+
+def test_pdf_render_size(tmp_path):
+    pdf = make_pdf(tmp_path / "doc.pdf", [1])
+    (page,) = iter_pages(pdf, 64)
+    assert page.image.size == (64, 64) and page.image.mode == "RGB"
+
+
+def test_result_flags_and_json(base):
+    result = base(noise(3), options=GenerationOptions(max_new_tokens=3, repetition=None))
+    assert result.truncated and not result.repetition_stopped and result.num_tokens == 3
+    record = result.to_json()
+    expected = {"text", "token_ids", "num_tokens", "finish_reason", "prompt_tokens", "seconds", "batch_size"}
+    assert expected | {"source", "page", "repetition_stopped", "truncated"} == set(record)
+    assert record["prompt_tokens"] == result.prompt_tokens > base.model.config.num_image_tokens
+
+
+def test_chat_needs_a_chatml_model(base):
+    tiny = VaryPipeline.from_pretrained(saved_model("tiny"))
+    with pytest.raises(ChatUnsupported, match="Vary-base"):
+        tiny.chat(noise(1), "What is this?")
+    assert tiny(noise(1), "What is this?").finish_reason in ("stop", "length")  # the harness' call
+    answer = base.chat(noise(1), "What is this?", options=SHORT)
+    assert answer.token_ids == base(noise(1), "What is this?", options=SHORT).token_ids
+    assert answer.token_ids != base(noise(1), options=SHORT).token_ids  # the question is in the prompt
+    assert base.stop_token_ids()[-1] == base.tokenizer.convert_tokens_to_ids(IM_END)
+
+
+def test_device_and_dtype_selection():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("int8", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_bfloat16_runs():
+    pipeline = VaryPipeline.from_pretrained(saved_model("tiny"), device="cpu", dtype="bfloat16")
+    assert next(pipeline.model.parameters()).dtype == torch.bfloat16
+    assert pipeline(noise(2), options=GenerationOptions(max_new_tokens=4)).finish_reason in ("stop", "length")
