@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
+from transformers import AutoModelForCausalLM
 
 from conftest import tiny_model_config
 from vary.config import ConfigError
@@ -173,6 +174,8 @@ def test_save_load_round_trip(tokenizer, kind, tmp_path):
     assert torch.equal(image_processor(page("round trip"))["pixel_values"], batch["pixel_values"])
     with torch.no_grad():
         assert torch.equal(model(**batch).logits, loaded.eval()(**batch).logits)
+        auto = AutoModelForCausalLM.from_pretrained(tmp_path).eval()  # plain transformers can open it
+        assert torch.equal(model(**batch).logits, auto(**batch).logits)
     if kind == "base":
         assert not any(p.requires_grad for p in loaded.vocabulary.parameters())
 

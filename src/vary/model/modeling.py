@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, CLIPVisionModel, GenerationMixin, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionModel, GenerationMixin, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from vary.model.configuration import VaryConfig
@@ -182,3 +182,8 @@ class VaryTiny(VaryForCausalLM):
 
 class VaryBase(VaryForCausalLM):
     """Vocabulary merge model: CLIP + vocabulary (both frozen by default) -> projectors -> LM."""
+
+
+# Let transformers' Auto classes open Vary folders (AutoConfig, AutoModelForCausalLM, AutoTokenizer).
+AutoConfig.register(VaryConfig.model_type, VaryConfig, exist_ok=True)
+AutoModelForCausalLM.register(VaryConfig, VaryForCausalLM, exist_ok=True)
