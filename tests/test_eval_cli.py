@@ -140,3 +140,23 @@ def test_eval_docvqa_with_an_engine_and_reading_its_output_back(tmp_path: Path, 
     shutil.copy(tmp_path / "out" / "predictions.jsonl", written)
     again = qa_run(tmp_path, "docvqa", "--data", str(data), "--predictions", str(written))
     assert again["score"] == summary["score"]
+
+
+def test_eval_ocr_runs_a_saved_vary_model(tmp_path: Path, tokenizer) -> None:
+    """`--engine vary:DIR` loads a real model folder and scores exactly what the pipeline reads."""
+    from conftest import tiny_model_config
+    from vary.inference import VaryPipeline
+    from vary.model import build_model, save_pretrained
+
+    model_dir = tmp_path / "model"
+    save_pretrained(build_model(tiny_model_config(), tokenizer), tokenizer, model_dir)
+    out = tmp_path / "out"
+    data = FIXTURES / "ocr" / "set.jsonl"
+    assert main(["eval", "ocr", "--data", str(data), "--engine", f"vary:{model_dir}", "--out", str(out)]) == 0
+
+    rows = {row["id"]: row for row in read_jsonl(out / "predictions.jsonl")}
+    assert rows["en-1"]["engine"] == "vary:model"
+    pipeline = VaryPipeline.from_pretrained(model_dir)
+    expected = pipeline(Image.open(FIXTURES / "ocr" / json.loads(data.read_text().splitlines()[0])["image"]))
+    assert rows["en-1"]["prediction"] == expected.text
+    assert rows["broken"]["error"] == "image could not be read"
