@@ -1,7 +1,7 @@
 """Data engine throughput, with references measured in the same run (run by hand, not in CI).
 
     apt-get download texlive-latex-recommended-doc && dpkg -x texlive-latex-recommended-doc_*.deb texdoc/
-    python benchmarks/bench_data.py --pdfs texdoc --pages 600
+    python benchmarks/bench_data.py --pdfs texdoc --pages 1200
 
 Rows: the PDF engine (1 and 2 worker processes, JPEG and PNG) against plain PyMuPDF doing the
 same work on exactly the pages the engine kept (open once, get_text, render, encode), charts/s,
@@ -12,11 +12,13 @@ LaTeX pages/s (English with pdflatex, Chinese with xelatex + ctex). Each timing 
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pymupdf
@@ -40,14 +42,27 @@ def pick_pdfs(root: Path, pages: int) -> list[Path]:
     return chosen
 
 
-def best_of(repeat: int, fn: Callable[[], int]) -> tuple[float, int]:
-    """(best seconds, items) over `repeat` runs of fn, which returns how many items it made."""
-    best, items = float("inf"), 0
-    for _ in range(repeat):
-        start = time.perf_counter()
-        items = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, items
+@dataclass
+class Timing:
+    """Best wall-clock seconds of a variant, and the CPU seconds (all processes) of that run."""
+
+    seconds: float = float("inf")
+    cpu: float = 0.0
+    items: int = 0
+
+
+def measure(fn: Callable[[], int], timing: Timing) -> None:
+    """Run fn once (it returns how many items it made); keep the run if it is the fastest so far."""
+    cpu0, start = _cpu_seconds(), time.perf_counter()
+    items = fn()
+    seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu0
+    if seconds < timing.seconds:
+        timing.seconds, timing.cpu, timing.items = seconds, cpu, items
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run_engine(job_factory: Callable[[EngineConfig], object], **engine: object) -> int:
@@ -82,9 +97,9 @@ def kept_pages(files: list[Path]) -> dict[str, list[int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--pdfs", type=Path, required=True, help="a folder of PDFs (e.g. an extracted texlive -doc)"
+        "--pdfs", type=Path, required=True, help="a folder of PDFs (an extracted texlive -doc)"
     )
-    parser.add_argument("--pages", type=int, default=600)
+    parser.add_argument("--pages", type=int, default=1200)
     parser.add_argument("--charts", type=int, default=64)
     parser.add_argument("--latex", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=2)
@@ -92,68 +107,52 @@ def main() -> None:
 
     files = pick_pdfs(args.pdfs, args.pages)
     kept = kept_pages(files)
-    pages = sum(map(len, kept.values()))
-    rows: list[tuple[str, float, str, str]] = []
-
-    def add(name: str, seconds: float, items: int, unit: str, ref: float | None = None) -> float:
-        rate = items / seconds
-        rows.append((name, rate, unit, f"{rate / ref:.2f}" if ref else ""))
-        return rate
-
-    ref = {
-        fmt: add(
-            f"plain PyMuPDF, {fmt} (reference)",
-            *best_of(args.repeat, lambda f=fmt: plain_pymupdf(kept, 1024, f)),
-            "pages/s",
-        )
-        for fmt in ("jpg", "png")
-    }
-    for fmt in ("jpg", "png"):
-        one = add(
-            f"PDF engine, 1 process, {fmt}",
-            *best_of(
-                args.repeat,
-                lambda f=fmt: run_engine(lambda c: pdf_job(files, PdfConfig(), c), image_format=f),
-            ),
-            "pages/s",
-            ref[fmt],
-        )
-        two_s, two_n = best_of(
-            args.repeat,
-            lambda f=fmt: run_engine(lambda c: pdf_job(files, PdfConfig(), c), image_format=f, workers=2),
-        )
-        rows.append(
-            (
-                f"PDF engine, 2 processes, {fmt}",
-                two_n / two_s,
-                "pages/s",
-                f"{two_n / two_s / one:.2f} (vs 1 process)",
-            )
-        )
-
-    charts = ChartConfig(n=args.charts)
     from vary.data.charts import chart_job
     from vary.data.latex import latex_job
 
-    add(
-        "charts, 1 process (en+zh, both families)",
-        *best_of(1, lambda: run_engine(lambda c: chart_job(charts, c))),
+    def pdfs(fmt: str, workers: int) -> Callable[[], int]:
+        return lambda: run_engine(lambda c: pdf_job(files, PdfConfig(), c), image_format=fmt, workers=workers)
+
+    # name -> (function, unit, the row it is compared with)
+    variants: dict[str, tuple[Callable[[], int], str, str]] = {}
+    for fmt in ("jpg", "png"):
+        reference = f"plain PyMuPDF, {fmt} (reference)"
+        variants[reference] = (lambda f=fmt: plain_pymupdf(kept, 1024, f), "pages/s", "")
+        variants[f"PDF engine, 1 process, {fmt}"] = (pdfs(fmt, 1), "pages/s", reference)
+        variants[f"PDF engine, 2 processes, {fmt}"] = (
+            pdfs(fmt, 2),
+            "pages/s",
+            f"PDF engine, 1 process, {fmt}",
+        )
+    charts = ChartConfig(n=args.charts)
+    variants["charts, 1 process (en+zh, both families)"] = (
+        lambda: run_engine(lambda c: chart_job(charts, c)),
         "charts/s",
+        "",
     )
-    if shutil.which("pdflatex"):
+    if shutil.which("pdflatex") and shutil.which("xelatex"):
         for lang in ("en", "zh"):
             cfg = LatexConfig(n=args.latex, langs=[lang])
-            add(
-                f"LaTeX pages, 1 process, {lang}",
-                *best_of(1, lambda cfg=cfg: run_engine(lambda c: latex_job(cfg, c))),
+            variants[f"LaTeX pages, 1 process, {lang}"] = (
+                lambda cfg=cfg: run_engine(lambda c: latex_job(cfg, c)),
                 "pages/s",
+                "",
             )
 
-    print(f"\n{len(files)} PDFs, {pages} kept pages, long side 1024 px, best of {args.repeat}\n")
-    print(f"| {'what':44} | {'rate':>8} | {'unit':8} | ratio |")
-    print(f"|{'-' * 46}|{'-' * 10}|{'-' * 10}|-------|")
-    for name, rate, unit, ratio in rows:
-        print(f"| {name:44} | {rate:8.1f} | {unit:8} | {ratio} |")
+    timings = {name: Timing() for name in variants}
+    for _ in range(args.repeat):  # interleaved, so slow phases of a shared machine hit every row alike
+        for name, (fn, _, _) in variants.items():
+            measure(fn, timings[name])
+
+    kept_count = sum(map(len, kept.values()))
+    print(f"\n{len(files)} PDFs, {kept_count} kept pages, long side 1024 px, best of {args.repeat}\n")
+    print("| what | rate | unit | CPU ms / item | ratio (vs) |")
+    print("|---|---|---|---|---|")
+    for name, (_, unit, versus) in variants.items():
+        t = timings[name]
+        rate = t.items / t.seconds
+        ratio = f"{rate / (timings[versus].items / timings[versus].seconds):.2f} ({versus})" if versus else ""
+        print(f"| {name} | {rate:.1f} | {unit} | {1000 * t.cpu / max(t.items, 1):.1f} | {ratio} |")
 
 
 if __name__ == "__main__":

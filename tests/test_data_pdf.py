@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -58,8 +59,11 @@ def test_text_round_trips_into_shards(tmp_path: Path) -> None:
     assert samples[0].text == normalise(EN_PAGES[0])
     assert "extraction that was hyphenated" in samples[1].text  # de-hyphenated
     assert max(samples[0].image.size) == 1024 and samples[0].lang == "en" and samples[0].source == "pdf"
-    assert samples[0].meta["file"] == "docs/a.pdf"
-    assert src.exists()
+    assert samples[0].meta["file"] == "docs/a.pdf" and src.exists()
+    (shard,) = json.loads((tmp_path / "out" / "manifest.json").read_text())["shards"]
+    data = (tmp_path / "out" / shard["name"]).read_bytes()
+    assert shard["sha256"] == hashlib.sha256(data).hexdigest() and shard["bytes"] == len(data)
+    assert shard["count"] == 2 and shard["by_lang"] == {"en": 2} and shard["by_source"] == {"pdf": 2}
 
 
 def test_cjk_text_survives(tmp_path: Path) -> None:

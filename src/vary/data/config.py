@@ -44,7 +44,7 @@ class PdfConfig:
     max_bad_share: float = 0.02  # replacement / private-use characters tolerated
     min_letter_share: float = 0.3  # below: indexes, number tables, code dumps (TOCs are ~0.37)
     dedup: bool = True
-    pages_per_unit: int = 32  # pages one worker renders per task, from one open document
+    pages_per_unit: int = 128  # pages a worker renders per task from one open document (opening costs ~6 ms)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from PIL import Image
 
@@ -77,7 +77,9 @@ def write_shard(path: Path, records: Sequence[Record]) -> ShardInfo:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     with tmp.open("wb") as raw:
-        with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        sink = _HashingWriter(raw)
+        # Stream mode ("w|") only ever calls write(), so the bytes are hashed on their way out.
+        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT) as tar:
             for rec in records:
                 if rec.image is not None:
                     _add(tar, f"{rec.key}.{rec.ext}", rec.image)
@@ -88,19 +90,21 @@ def write_shard(path: Path, records: Sequence[Record]) -> ShardInfo:
     return ShardInfo(
         name=path.name,
         count=len(records),
-        bytes=path.stat().st_size,
-        sha256=file_sha256(path),
+        bytes=sink.size,
+        sha256=sink.digest.hexdigest(),
         by_source=dict(Counter(r.record.get("source", "?") for r in records)),
         by_lang=dict(Counter(r.record.get("lang", "?") for r in records)),
     )
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class _HashingWriter:
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw, self.digest, self.size = raw, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

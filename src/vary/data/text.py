@@ -13,13 +13,13 @@ import unicodedata
 
 _SOFT_BREAK = re.compile(r"(?<=[a-z])-\n(?=[a-z])")  # "extrac-\ntion" -> "extraction"
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+_LINE_EDGES = re.compile(r" ?\n ?")  # after _SPACES, at most one space sits at a line's edge
 _BLANK_LINES = re.compile(r"\n{3,}")
 _FULLWIDTH_PUNCT = re.compile("([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff5e])")
 # Character classes counted with regexes (C speed: these run on every page of every PDF).
-_WHITESPACE = re.compile(r"\s")
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _BAD = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff]")
-_LETTER = re.compile(r"[^\W\d_]")
+_NOT_LETTERS = re.compile(r"[\W\d_]+")
 
 
 def is_cjk(char: str) -> bool:
@@ -41,9 +41,8 @@ def nfkc(text: str) -> str:
 def normalise(text: str) -> str:
     """NFKC (see `nfkc`), join words hyphenated across lines, tidy spaces and blank lines."""
     text = nfkc(text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _SOFT_BREAK.sub("", text)
-    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    text = _SPACES.sub(" ", _SOFT_BREAK.sub("", text))
+    return _BLANK_LINES.sub("\n\n", _LINE_EDGES.sub("\n", text)).strip()
 
 
 def detect_lang(text: str, min_cjk_share: float = 0.15) -> str:
@@ -58,7 +57,7 @@ def detect_lang(text: str, min_cjk_share: float = 0.15) -> str:
 
 
 def visible_count(text: str) -> int:
-    return len(text) - len(_WHITESPACE.findall(text))
+    return len("".join(text.split()))
 
 
 def garbled_share(text: str) -> float:
@@ -74,7 +73,7 @@ def garbled_share(text: str) -> float:
 def letter_share(text: str) -> float:
     """Share of letters among visible characters: low for indexes, number tables and code dumps."""
     visible = visible_count(text)
-    return len(_LETTER.findall(text)) / visible if visible else 0.0
+    return len(_NOT_LETTERS.sub("", text)) / visible if visible else 0.0
 
 
 def text_hash(text: str) -> str:
