@@ -27,7 +27,7 @@ from vary.data.config import ChartConfig, EngineConfig, LatexConfig, PdfConfig
 from vary.data.engine import find_inputs, run_job
 from vary.data.pdf import pdf_job, render
 from vary.data.reader import iter_samples
-from vary.data.shards import encode_image
+from vary.data.shards import Encoding
 
 
 def pick_pdfs(root: Path, pages: int) -> list[Path]:
@@ -73,12 +73,13 @@ def run_engine(job_factory: Callable[[EngineConfig], object], **engine: object) 
 
 def plain_pymupdf(kept: dict[str, list[int]], long_side: int, fmt: str) -> int:
     """The reference: what a hand-written loop does for the same pages, nothing more."""
+    encoding = Encoding(fmt)
     for path, numbers in kept.items():
         with pymupdf.open(path) as doc:
             for number in numbers:
                 page = doc[number]
                 page.get_text("text")
-                encode_image(render(page, long_side), fmt)
+                encoding.encode(render(page, long_side))
     return sum(map(len, kept.values()))
 
 

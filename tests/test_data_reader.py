@@ -12,7 +12,7 @@ from PIL import Image
 from vary.cli import main
 from vary.data.reader import iter_samples, mix
 from vary.data.sample import Sample
-from vary.data.shards import Record, encode_image, write_shard
+from vary.data.shards import Encoding, Record, write_shard
 from vary.reporting import ErrorLog
 
 
@@ -21,7 +21,7 @@ def make_shard(path: Path, n: int, lang: str = "en", start: int = 0) -> Path:
     for i in range(start, start + n):
         image = Image.new("RGB", (32, 24), (i * 10 % 256, 0, 0))
         sample = Sample(f"s{i}", None, f"text {i} 文字", lang, "synthetic", meta={"i": i})
-        records.append(Record.from_sample(sample, encode_image(image, "png"), "png"))
+        records.append(Record.from_sample(sample, Encoding("png").encode(image), "png"))
     write_shard(path, records)
     return path
 

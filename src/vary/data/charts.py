@@ -39,7 +39,7 @@ from vary.data.config import ChartConfig, EngineConfig
 from vary.data.engine import Job, Unit, UnitResult
 from vary.data.fonts import family_name, find_cjk_font, latin_font, missing_glyphs
 from vary.data.sample import Sample
-from vary.data.shards import Record, encode_image
+from vary.data.shards import Encoding, Record
 
 KINDS = ("bar", "hbar", "grouped_bar", "stacked_bar", "line", "area", "pie", "scatter")
 MULTI_SERIES = ("grouped_bar", "stacked_bar", "line", "area")
@@ -193,15 +193,13 @@ def chart_job(cfg: ChartConfig, engine: EngineConfig) -> Job:
         process_unit,
         cfg=cfg,
         fonts=fonts,
-        fmt=engine.image_format,
-        quality=engine.jpeg_quality,
-        level=engine.png_level,
+        encoding=engine.encoding(),
     )
     return Job("chart", units, process, settings={"charts": asdict(cfg)}, unit_label="batch")
 
 
 def process_unit(
-    payload: tuple[int, int], cfg: ChartConfig, fonts: dict[str, str], fmt: Any, quality: int, level: int
+    payload: tuple[int, int], cfg: ChartConfig, fonts: dict[str, str], encoding: Encoding
 ) -> UnitResult:
     """Charts [start, stop): each index seeds its own generator, so any slice reproduces alone."""
     result = UnitResult()
@@ -230,7 +228,7 @@ def process_unit(
             "chart",
             meta={"chart": truth, "family": style.family, "style": style.sheet},
         )
-        result.records.append(Record.from_sample(sample, encode_image(image, fmt, quality, level), fmt))
+        result.records.append(Record.from_sample(sample, encoding.encode(image), encoding.format))
     return result
 
 

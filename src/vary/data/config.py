@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vary.data.shards import ImageFormat
+from vary.data.shards import Encoding, ImageFormat
 from vary.data.splits import Split
 
 
@@ -28,6 +28,9 @@ class EngineConfig:
         if self.workers < 1 or self.shard_size < 1:
             raise ValueError("workers and shard_size must be >= 1")
         self.partition()  # validate early
+
+    def encoding(self) -> Encoding:
+        return Encoding(self.image_format, self.jpeg_quality, self.png_level)
 
     def partition(self) -> tuple[int, int]:
         index, sep, count = self.shard.partition("/")

@@ -18,7 +18,6 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import pymupdf
 
@@ -28,7 +27,7 @@ from vary.data.config import EngineConfig, LatexConfig
 from vary.data.engine import Job, Unit, UnitResult
 from vary.data.pdf import render
 from vary.data.sample import Sample
-from vary.data.shards import Record, encode_image
+from vary.data.shards import Encoding, Record
 
 ENGINES = {"en": "pdflatex", "zh": "xelatex"}
 PREAMBLES = {
@@ -129,12 +128,14 @@ def latex_job(cfg: LatexConfig, engine: EngineConfig) -> Job:
             raise UserError(f"{ENGINES[lang]} not found (needed for {lang} pages): apt-get install {package}")
     units = [Unit(f"latex:{cfg.seed}:{i}", i) for i in range(cfg.n)]
     process = functools.partial(
-        process_unit, cfg=cfg, fmt=engine.image_format, quality=engine.jpeg_quality, level=engine.png_level
+        process_unit,
+        cfg=cfg,
+        encoding=engine.encoding(),
     )
     return Job("latex", units, process, settings={"latex": asdict(cfg)}, unit_label="page")
 
 
-def process_unit(index: int, cfg: LatexConfig, fmt: Any, quality: int, level: int) -> UnitResult:
+def process_unit(index: int, cfg: LatexConfig, encoding: Encoding) -> UnitResult:
     rng = random.Random(f"{cfg.seed}:{index}")
     lang = cfg.langs[index % len(cfg.langs)]
     page = make_page(rng, lang, cfg.extra_preamble)
@@ -151,7 +152,7 @@ def process_unit(index: int, cfg: LatexConfig, fmt: Any, quality: int, level: in
     sample = Sample(
         f"latex-{cfg.seed}-{index:07d}", None, page.markdown, lang, "latex", meta={"engine": ENGINES[lang]}
     )
-    return UnitResult(records=[Record.from_sample(sample, encode_image(image, fmt, quality, level), fmt)])
+    return UnitResult(records=[Record.from_sample(sample, encoding.encode(image), encoding.format)])
 
 
 # --- blocks: each returns (latex, markdown, cost in characters of page space) -------------------

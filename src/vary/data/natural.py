@@ -13,14 +13,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
 from vary.data.config import EngineConfig, NaturalConfig
 from vary.data.engine import Job, Unit, UnitResult, find_inputs
 from vary.data.sample import Sample
-from vary.data.shards import Record, encode_image
+from vary.data.shards import Encoding, Record
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 NO_TEXT = ""  # the target text of a negative sample
@@ -34,7 +33,9 @@ def natural_job(sources: Sequence[str | Path], cfg: NaturalConfig, engine: Engin
         batch = files[start : start + step]
         units.append(Unit(batch[0][1], [(str(path), key) for path, key in batch]))
     process = functools.partial(
-        process_unit, cfg=cfg, fmt=engine.image_format, quality=engine.jpeg_quality, level=engine.png_level
+        process_unit,
+        cfg=cfg,
+        encoding=engine.encoding(),
     )
     return Job(
         "natural",
@@ -46,9 +47,7 @@ def natural_job(sources: Sequence[str | Path], cfg: NaturalConfig, engine: Engin
     )
 
 
-def process_unit(
-    items: list[tuple[str, str]], cfg: NaturalConfig, fmt: Any, quality: int, level: int
-) -> UnitResult:
+def process_unit(items: list[tuple[str, str]], cfg: NaturalConfig, encoding: Encoding) -> UnitResult:
     result = UnitResult()
     for path, key in items:
         try:
@@ -60,5 +59,5 @@ def process_unit(
         image.thumbnail((cfg.long_side, cfg.long_side))  # only ever shrinks
         sample_id = f"natural-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:12]}"
         sample = Sample(sample_id, None, NO_TEXT, "none", "natural", meta={"file": key})
-        result.records.append(Record.from_sample(sample, encode_image(image, fmt, quality, level), fmt))
+        result.records.append(Record.from_sample(sample, encoding.encode(image), encoding.format))
     return result

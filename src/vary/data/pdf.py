@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import pymupdf
 from PIL import Image
@@ -27,7 +26,7 @@ from vary.cli import UserError
 from vary.data.config import EngineConfig, PdfConfig
 from vary.data.engine import Job, Unit, UnitResult, find_inputs
 from vary.data.sample import Sample
-from vary.data.shards import Record, encode_image
+from vary.data.shards import Encoding, Record
 from vary.data.splits import UnknownOriginError, select
 from vary.data.text import detect_lang, garbled_share, letter_share, normalise, text_hash, visible_count
 
@@ -64,33 +63,36 @@ def pdf_job(sources: Sequence[str | Path], cfg: PdfConfig, engine: EngineConfig)
             stop = min(start + cfg.pages_per_unit, pages)
             units.append(Unit(key, (str(path), key, start, stop)))
     process = functools.partial(
-        process_unit, cfg=cfg, fmt=engine.image_format, quality=engine.jpeg_quality, level=engine.png_level
+        process_unit,
+        cfg=cfg,
+        encoding=engine.encoding(),
     )
     extra = {"files": len(kept), f"files_not_in_{cfg.split}_split": other_split}
     settings = {"pdf": asdict(cfg)}
     return Job("pdf", units, process, settings=settings, unit_label="chunk", extra=extra)
 
 
-def process_unit(
-    payload: tuple[str, str, int, int], cfg: PdfConfig, fmt: Any, quality: int, level: int
-) -> UnitResult:
+def process_unit(payload: tuple[str, str, int, int], cfg: PdfConfig, encoding: Encoding) -> UnitResult:
     """Render and extract pages [start, stop) of one PDF (runs in a worker)."""
     path, key, start, stop = payload
     result = UnitResult()
     try:
         doc = pymupdf.open(path)
     except Exception as err:
-        result.errors.append((key, "corrupt_pdf", f"cannot open PDF: {_one_line(err)}"))
+        doc, problem = None, ("corrupt_pdf", f"cannot open PDF: {_one_line(err)}")
+    else:
+        problem = _document_problem(doc)
+    if problem:
+        if doc is not None:
+            doc.close()
+        if start == 0:  # a file-level problem is reported once, by the file's first unit
+            result.errors.append((key, *problem))
         return result
     with doc:
-        problem = _document_problem(doc)
-        if problem:
-            result.errors.append((key, problem[0], problem[1]))
-            return result
         filtered: Counter = Counter()
         for number in range(start, min(stop, doc.page_count)):
             try:
-                record = page_record(doc[number], key, number, cfg, fmt, quality, level)
+                record = page_record(doc[number], key, number, cfg, encoding)
             except Exception as err:
                 result.errors.append((f"{key} page {number + 1}", "bad_page", _one_line(err)))
                 continue
@@ -102,9 +104,7 @@ def process_unit(
     return result
 
 
-def page_record(
-    page: pymupdf.Page, key: str, number: int, cfg: PdfConfig, fmt: Any, quality: int, level: int
-):
+def page_record(page: pymupdf.Page, key: str, number: int, cfg: PdfConfig, encoding: Encoding):
     """A shard record for one page, or the reason (a string) it was dropped."""
     text = normalise(page.get_text("text"))
     reason = drop_reason(text, has_images=lambda: bool(page.get_images()), cfg=cfg)
@@ -121,7 +121,7 @@ def page_record(
         meta={"file": key, "page": number + 1, "split": cfg.split},
     )
     dedup = text_hash(text) if cfg.dedup else None
-    return Record.from_sample(sample, encode_image(image, fmt, quality, level), fmt, dedup)
+    return Record.from_sample(sample, encoding.encode(image), encoding.format, dedup)
 
 
 def drop_reason(text: str, has_images: Callable[[], bool], cfg: PdfConfig) -> str | None:
