@@ -13,6 +13,7 @@ from vary.cli import main
 from vary.data.reader import iter_samples, mix
 from vary.data.sample import Sample
 from vary.data.shards import Encoding, Record, write_shard
+from vary.evaluation.datasets import load_ocr_set
 from vary.reporting import ErrorLog
 
 
@@ -92,3 +93,5 @@ def test_export_eval_writes_jsonl_with_relative_images(tmp_path: Path) -> None:
     assert [r["id"] for r in rows] == ["s0", "s1", "s2"] and {r["lang"] for r in rows} == {"zh"}
     assert rows[1]["text"] == "text 1 文字" and set(rows[1]) == {"id", "image", "text", "lang"}
     assert Image.open(out.parent / rows[1]["image"]).size == (32, 24)
+    pages = load_ocr_set(out)  # the evaluation harness reads the set as written
+    assert [p.id for p in pages] == ["s0", "s1", "s2"] and all(p.image.is_file() for p in pages)
