@@ -211,6 +211,11 @@ def test_train_split_never_reads_reserved_pdfs(tmp_path: Path) -> None:
     assert all("humanities" in f for f in files["heldout"]) and heldout["samples"] == 1
 
 
+def test_normalise() -> None:
+    raw = "  ﬁne  print\t here \n\n\n\n  extrac-\ntion e-\nMail ＡＢＣ１２３\r\n中文：标点，保留\u3000 "
+    assert normalise(raw) == "fine print here\n\nextraction e-\nMail ABC123\n中文：标点，保留"
+
+
 def test_language_tags() -> None:
     assert detect_lang(ZH_PAGE) == "zh"
     assert detect_lang("\\usepackage{ctex} 这是一个中文文档的例子") == "zh"

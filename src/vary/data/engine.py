@@ -31,7 +31,7 @@ from typing import Any
 
 from vary.cli import UserError
 from vary.data.config import EngineConfig
-from vary.data.shards import Record, write_shard
+from vary.data.shards import Record, ShardWriter
 from vary.reporting import ErrorLog, Stopwatch, get_logger, progress, write_summary
 
 STATE_DIR = ".state"
@@ -74,13 +74,23 @@ class State:
 
 @dataclass
 class _Pending:
-    """What has been produced since the last committed shard."""
+    """What has been produced since the last committed shard (records stream into `shard`)."""
 
-    records: list[Record] = field(default_factory=list)
+    shard: Path
+    writer: ShardWriter | None = None
     seen: list[str] = field(default_factory=list)
     filtered: Counter = field(default_factory=Counter)
     errors: list[tuple[str, str, str]] = field(default_factory=list)
     units: int = 0
+
+    @property
+    def count(self) -> int:
+        return self.writer.count if self.writer else 0
+
+    def add(self, record: Record) -> None:
+        if self.writer is None:
+            self.writer = ShardWriter(self.shard)
+        self.writer.add(record)
 
 
 def find_inputs(sources: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[tuple[Path, str]]:
@@ -121,15 +131,15 @@ def run_job(job: Job, cfg: EngineConfig) -> dict[str, Any]:
     clock, written_before = Stopwatch(), sum(s["count"] for s in state.shards)
     todo = [u.payload for u in units[state.units_done :]]
     seen = set(state.seen)
-    pending = _Pending()
+    pending = _Pending(_shard_path(out, job.name, tag, len(state.shards)))
     with _mapper(cfg.workers) as mapper:
         results = mapper(job.process, todo)
         try:
             for result in progress(results, desc=job.name, total=len(todo), unit=job.unit_label):
                 _absorb(result, pending, seen)
-                if len(pending.records) >= cfg.shard_size:
-                    _commit(pending, state, state_path, out / f"{job.name}{tag}", errors)
-                    pending = _Pending()
+                if pending.count >= cfg.shard_size:
+                    _commit(pending, state, state_path, errors)
+                    pending = _Pending(_shard_path(out, job.name, tag, len(state.shards)))
         except BrokenProcessPool as err:
             raise UserError(
                 f"{job.name}: a worker process died (a crash in a native library?) after "
@@ -137,7 +147,7 @@ def run_job(job: Job, cfg: EngineConfig) -> dict[str, Any]:
                 "are kept, a re-run resumes, --workers 1 names the culprit"
             ) from err
     if pending.units:
-        _commit(pending, state, state_path, out / f"{job.name}{tag}", errors)
+        _commit(pending, state, state_path, errors)
     write_manifest(out)
     samples = sum(s["count"] for s in state.shards)
     summary = {
@@ -187,14 +197,13 @@ def _absorb(result: UnitResult, pending: _Pending, seen: set[str]) -> None:
                 continue
             seen.add(record.dedup_key)
             pending.seen.append(record.dedup_key)
-        pending.records.append(record)
+        pending.add(record)
 
 
-def _commit(pending: _Pending, state: State, state_path: Path, prefix: Path, errors: ErrorLog) -> None:
-    """Write the pending shard (if any records), then advance the state; log the covered problems."""
-    if pending.records:
-        shard = prefix.with_name(f"{prefix.name}-{len(state.shards):06d}.tar")
-        state.shards.append(asdict(write_shard(shard, pending.records)))
+def _commit(pending: _Pending, state: State, state_path: Path, errors: ErrorLog) -> None:
+    """Finish the pending shard (if it has records), then advance the state; log the covered problems."""
+    if pending.writer is not None:
+        state.shards.append(asdict(pending.writer.close()))
     state.units_done += pending.units
     state.seen += pending.seen
     for reason, n in pending.filtered.items():
@@ -203,6 +212,10 @@ def _commit(pending: _Pending, state: State, state_path: Path, prefix: Path, err
         errors.record(item, message, kind=kind)
         state.errors[kind] = state.errors.get(kind, 0) + 1
     _write_atomic(state_path, asdict(state))
+
+
+def _shard_path(out: Path, name: str, tag: str, number: int) -> Path:
+    return out / f"{name}{tag}-{number:06d}.tar"
 
 
 def _fingerprint(job: Job, units: Sequence[Unit], cfg: EngineConfig) -> str:

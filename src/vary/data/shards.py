@@ -87,29 +87,53 @@ def encode_image(image: Image.Image, fmt: ImageFormat, jpeg_quality: int = 90, p
     return Encoding(fmt, jpeg_quality, png_level).encode(image)
 
 
+class ShardWriter:
+    """Streams records into a shard under a temporary name; `close()` syncs it and renames it into place.
+
+    Records go to disk as they come instead of piling up until the shard is full: holding a
+    shard's worth of encoded pages in memory made every page ~10% slower (fresh heap pages).
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.tmp = path, path.with_name(path.name + TMP_SUFFIX)
+        self._raw = self.tmp.open("wb")
+        self._sink = _HashingWriter(self._raw)
+        # Stream mode ("w|") only ever calls write(), so the bytes are hashed on their way out;
+        # the writer owns the handles until close().
+        self._tar = tarfile.open(fileobj=self._sink, mode="w|", format=tarfile.GNU_FORMAT)  # noqa: SIM115
+        self.count, self._sources, self._langs = 0, Counter(), Counter()
+
+    def add(self, rec: Record) -> None:
+        if rec.image is not None:
+            _add(self._tar, f"{rec.key}.{rec.ext}", rec.image)
+        _add(self._tar, f"{rec.key}.json", json.dumps(rec.record, ensure_ascii=False).encode("utf-8"))
+        self.count += 1
+        self._sources[rec.record.get("source", "?")] += 1
+        self._langs[rec.record.get("lang", "?")] += 1
+
+    def close(self) -> ShardInfo:
+        self._tar.close()
+        self._raw.flush()
+        os.fsync(self._raw.fileno())
+        self._raw.close()
+        os.replace(self.tmp, self.path)
+        return ShardInfo(
+            self.path.name,
+            self.count,
+            self._sink.size,
+            self._sink.digest.hexdigest(),
+            dict(self._sources),
+            dict(self._langs),
+        )
+
+
 def write_shard(path: Path, records: Sequence[Record]) -> ShardInfo:
     """Write `records` to `path` atomically (temp file, fsync, rename) and describe the result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with tmp.open("wb") as raw:
-        sink = _HashingWriter(raw)
-        # Stream mode ("w|") only ever calls write(), so the bytes are hashed on their way out.
-        with tarfile.open(fileobj=sink, mode="w|", format=tarfile.GNU_FORMAT) as tar:
-            for rec in records:
-                if rec.image is not None:
-                    _add(tar, f"{rec.key}.{rec.ext}", rec.image)
-                _add(tar, f"{rec.key}.json", json.dumps(rec.record, ensure_ascii=False).encode("utf-8"))
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path)
-    return ShardInfo(
-        name=path.name,
-        count=len(records),
-        bytes=sink.size,
-        sha256=sink.digest.hexdigest(),
-        by_source=dict(Counter(r.record.get("source", "?") for r in records)),
-        by_lang=dict(Counter(r.record.get("lang", "?") for r in records)),
-    )
+    writer = ShardWriter(path)
+    for rec in records:
+        writer.add(rec)
+    return writer.close()
 
 
 class _HashingWriter:

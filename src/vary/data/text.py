@@ -12,8 +12,10 @@ import re
 import unicodedata
 
 _SOFT_BREAK = re.compile(r"(?<=[a-z])-\n(?=[a-z])")  # "extrac-\ntion" -> "extraction"
-_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
-_LINE_EDGES = re.compile(r" ?\n ?")  # after _SPACES, at most one space sits at a line's edge
+# Patterns match only what changes (runs of spaces, tabs, odd spaces; spaces at line edges), not
+# every single space and newline: normalise runs on every page of every PDF.
+_SPACES = re.compile(r"[ \t\u00a0\u3000]{2,}|[\t\u00a0\u3000]")
+_LINE_EDGES = re.compile(r" \n ?|\n ")  # after _SPACES, at most one space sits at a line's edge
 _BLANK_LINES = re.compile(r"\n{3,}")
 _FULLWIDTH_PUNCT = re.compile("([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff5e])")
 # Character classes counted with regexes (C speed: these run on every page of every PDF).
@@ -41,7 +43,9 @@ def nfkc(text: str) -> str:
 def normalise(text: str) -> str:
     """NFKC (see `nfkc`), join words hyphenated across lines, tidy spaces and blank lines."""
     text = nfkc(text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _SPACES.sub(" ", _SOFT_BREAK.sub("", text))
+    if "-\n" in text:
+        text = _SOFT_BREAK.sub("", text)
+    text = _SPACES.sub(" ", text)
     return _BLANK_LINES.sub("\n\n", _LINE_EDGES.sub("\n", text)).strip()
 
 
