@@ -54,7 +54,7 @@ GREEK = (
 LETTERS = tuple("abcxyzkmnpqt")
 RELATIONS = ("=", "<", r"\leq", r"\approx")
 OPERATORS = ("+", "-", r"\cdot")
-BUDGET = {"en": 2400, "zh": 900}  # characters of body text that comfortably fit one A4 page
+BUDGET = {"en": 3400, "zh": 1400}  # characters of body text that comfortably fit one A4 page
 
 
 class LatexError(RuntimeError):
