@@ -1,6 +1,6 @@
 """`vary data ...`: the data engines on the command line.
 
-    vary data pdf SRC... --out DIR [--split train|heldout]
+    vary data pdf SRC... --out DIR [--split train|heldout] [--unit page|region]
     vary data charts --n N --lang en,zh --out DIR
     vary data latex --n N --lang en,zh --out DIR
     vary data natural IMG_DIR --out DIR
@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pdf.add_argument(
         "--split", choices=SPLITS, help="train (default) skips reserved files; heldout takes only them"
     )
+    pdf.add_argument("--unit", choices=("page", "region"), help="whole pages (default) or small text regions")
 
     charts = _engine_parser(commands, "charts", "synthetic charts: image + data as a Python dict", cmd_charts)
     _generator_args(charts)
@@ -61,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_pdf(args: argparse.Namespace) -> int:
     from vary.data.pdf import pdf_job
 
-    engine, cfg = _load(args, "pdf", PdfConfig, {"split": args.split})
+    engine, cfg = _load(args, "pdf", PdfConfig, {"split": args.split, "unit": args.unit})
     return _run(pdf_job(args.sources, cfg, engine), engine)
 
 

@@ -7,6 +7,7 @@ config: a re-run into the same output folder resumes only when nothing here chan
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from vary.data.shards import Encoding, ImageFormat
 from vary.data.splits import Split
@@ -48,6 +49,25 @@ class PdfConfig:
     min_letter_share: float = 0.3  # below: indexes, number tables, code dumps (TOCs are ~0.37)
     dedup: bool = True
     pages_per_unit: int = 128  # pages a worker renders per task from one open document (opening costs ~6 ms)
+    # unit="region": small crops of real text lines instead of whole pages (vary.data.regions), the
+    # input a small Vary-tiny reads. Lines and heights are drawn per region from [min, max].
+    unit: Literal["page", "region"] = "page"
+    region_size: int = 128  # output square, px
+    region_lines: list[int] = field(default_factory=lambda: [1, 1])  # consecutive lines per region
+    region_max_chars: int = 24  # characters per line: consecutive words of one line up to this
+    region_text_height: list[int] = field(default_factory=lambda: [14, 28])  # px per line; min = readable
+    regions_per_page: int = 8  # at most, drawn deterministically from the file key and page number
+    region_min_chars: int = 4  # fewer visible characters: too_little_text
+
+    def __post_init__(self) -> None:
+        for name in ("region_lines", "region_text_height"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or not 1 <= lo_hi[0] <= lo_hi[1]:
+                raise ValueError(f"{name} must be [min, max] with 1 <= min <= max, got {lo_hi}")
+        if self.region_size < 8 or self.region_max_chars < 1 or self.regions_per_page < 1:
+            raise ValueError("need region_size >= 8, region_max_chars >= 1, regions_per_page >= 1")
+        if self.region_text_height[0] * self.region_lines[1] > self.region_size:
+            raise ValueError("region_lines max * region_text_height min must fit in region_size")
 
 
 @dataclass

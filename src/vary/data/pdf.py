@@ -6,6 +6,9 @@ model nothing or something wrong: too little text, image-only pages, garbled tex
 pages whose normalised text was already seen (running heads on blank pages, reprinted
 documents). Text is read before rendering, so dropped pages cost almost nothing.
 
+With `unit="region"` (`vary.data.regions`) each page gives instead up to `regions_per_page` small
+squares of a few real text lines each, for small models; ids `pdf-<doc>-p<page>-r<k>`.
+
 Work is cut into units of up to `pages_per_unit` pages of one file, so a worker keeps one
 document open for many pages (reopening per page costs more than rendering, FINDINGS.md).
 """
@@ -25,6 +28,7 @@ from PIL import Image
 from vary.cli import UserError
 from vary.data.config import EngineConfig, PdfConfig
 from vary.data.engine import Job, Unit, UnitResult, find_inputs
+from vary.data.regions import page_regions
 from vary.data.sample import Sample
 from vary.data.shards import Encoding, Record
 from vary.data.splits import UnknownOriginError, select
@@ -92,6 +96,11 @@ def process_unit(payload: tuple[str, str, int, int], cfg: PdfConfig, encoding: E
         filtered: Counter = Counter()
         for number in range(start, min(stop, doc.page_count)):
             try:
+                if cfg.unit == "region":
+                    records, dropped = region_records(doc[number], key, number, cfg, encoding)
+                    result.records += records
+                    filtered.update(dropped)
+                    continue
                 record = page_record(doc[number], key, number, cfg, encoding)
             except Exception as err:
                 result.errors.append((f"{key} page {number + 1}", "bad_page", _one_line(err)))
@@ -111,22 +120,50 @@ def page_record(page: pymupdf.Page, key: str, number: int, cfg: PdfConfig, encod
     if reason:
         return reason
     image = render(page, cfg.long_side)
-    doc_id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
-    sample = Sample(
-        id=f"pdf-{doc_id}-p{number + 1:04d}",
-        image=None,
-        text=text,
-        lang=detect_lang(text),
-        source="pdf",
-        meta={"file": key, "page": number + 1, "split": cfg.split},
-    )
+    meta = {"file": key, "page": number + 1, "split": cfg.split}
+    return _record(f"pdf-{doc_id(key)}-p{number + 1:04d}", text, image, meta, cfg, encoding)
+
+
+def region_records(
+    page: pymupdf.Page, key: str, number: int, cfg: PdfConfig, encoding: Encoding
+) -> tuple[list[Record], Counter]:
+    """Shard records for the regions of one page (`vary.data.regions`), and why others were dropped."""
+    check = functools.partial(drop_reason, has_images=lambda: False, cfg=cfg, min_chars=cfg.region_min_chars)
+    regions, filtered = page_regions(page, f"{key}:{number}", cfg, check)
+    records = []
+    for k, region in enumerate(regions, start=1):
+        meta = {
+            "file": key,
+            "page": number + 1,
+            "split": cfg.split,
+            "unit": "region",
+            "bbox": list(region.bbox),
+        }
+        sample_id = f"pdf-{doc_id(key)}-p{number + 1:04d}-r{k}"
+        records.append(_record(sample_id, region.text, region.image, meta, cfg, encoding))
+    return records, filtered
+
+
+def doc_id(key: str) -> str:
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+
+
+def _record(
+    sample_id: str, text: str, image: Image.Image, meta: dict, cfg: PdfConfig, encoding: Encoding
+) -> Record:
+    sample = Sample(id=sample_id, image=None, text=text, lang=detect_lang(text), source="pdf", meta=meta)
     dedup = text_hash(text) if cfg.dedup else None
     return Record.from_sample(sample, encoding.encode(image), encoding.format, dedup)
 
 
-def drop_reason(text: str, has_images: Callable[[], bool], cfg: PdfConfig) -> str | None:
-    """Why a page should not become a sample, or None to keep it (`has_images` asked only if needed)."""
-    if visible_count(text) < cfg.min_chars:
+def drop_reason(
+    text: str, has_images: Callable[[], bool], cfg: PdfConfig, min_chars: int | None = None
+) -> str | None:
+    """Why a page should not become a sample, or None to keep it (`has_images` asked only if needed).
+
+    `min_chars` replaces `cfg.min_chars` (regions hold a few words, not a page).
+    """
+    if visible_count(text) < (cfg.min_chars if min_chars is None else min_chars):
         return "image_only" if has_images() else "too_little_text"
     if garbled_share(text) > cfg.max_bad_share:
         return "garbled_text"

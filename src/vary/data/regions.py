@@ -1,0 +1,253 @@
+"""PDF regions: crops of a few words of real rendered text, at a small model's input size.
+
+A small Vary-tiny on a CPU reads 64-256 px squares, not 1024 px pages; shrinking a page that far
+leaves no legible glyph. A region is instead one or a few consecutive text lines of a page, each
+cut to at most `region_max_chars` characters, rendered by MuPDF straight from the PDF at a zoom
+that makes one line `region_text_height` px tall, and centred on a white square. Its target is
+exactly the words inside the crop, so the text stays as true as the PDF's own text layer.
+
+How a page becomes regions (all geometry in PDF points, from `page.get_text("words")`):
+
+1. *Pieces.* Words; a word made only of wide (CJK) characters is cut into its characters (CJK
+   glyphs have equal advances, so each one's box is an equal share of the word's box), because
+   MuPDF returns a whole line of Chinese as one "word".
+2. *Groups.* Each line is cut greedily into groups of consecutive pieces while the group's text
+   has at most `region_max_chars` characters *and* its crop still fits the square at the smallest
+   text height. A piece that alone breaks either rule is dropped: `long_word` / `too_wide`.
+3. *Candidates.* Group j of line i, stacked with group j of the next k-1 lines of the same block
+   (k drawn from `region_lines`). Candidates are shuffled by a generator seeded with the file key
+   and page number, and taken until `regions_per_page` are kept; pieces are never used twice.
+4. *Crop.* The union box plus a margin, shrunk away from every other word it touches. Dropped:
+   another word's centre still inside (`overlaps_text`: lines that are not aligned), a vector
+   drawing or image inside (`overlaps_graphics`), a stack that does not fit (`too_wide`), text
+   the page filters reject (`vary.data.pdf.drop_reason` with `region_min_chars`).
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pymupdf
+from PIL import Image
+
+from vary.data.config import PdfConfig
+from vary.data.text import nfkc, normalise
+
+MARGIN = 0.25  # crop margin around the words, in line heights (ink may overhang the word boxes)
+PAD = 0.04  # white border of the square, as a share of its side, never covered by the crop
+_BACKGROUND = 0.9  # drawings covering this share of the page are backgrounds, not figures
+_TEXT_OPS = ("fill-text", "stroke-text", "ignore-text")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A word (or one character of a CJK word) with its box; `glued` joins it to the previous one."""
+
+    rect: tuple[float, float, float, float]
+    text: str
+    line: tuple[int, int]  # (block, line) as MuPDF numbers them
+    glued: bool = False
+
+    @property
+    def height(self) -> float:
+        return self.rect[3] - self.rect[1]
+
+    def centre_in(self, box: tuple[float, float, float, float]) -> bool:
+        cx, cy = (self.rect[0] + self.rect[2]) / 2, (self.rect[1] + self.rect[3]) / 2
+        return box[0] < cx < box[2] and box[1] < cy < box[3]
+
+
+@dataclass
+class Region:
+    text: str
+    bbox: tuple[float, float, float, float]  # the crop, PDF points
+    image: Image.Image
+    order: tuple[int, int]  # (line index, group index): reading order on the page
+
+
+def is_wide(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
+def pieces(words: Sequence[tuple]) -> list[Piece]:
+    """Pieces from `page.get_text("words")`, NFKC'd, all-wide words cut into characters."""
+    out = []
+    for x0, y0, x1, y1, word, block, line, _ in words:
+        text = nfkc(word).strip()
+        if not text:
+            continue
+        if len(text) > 1 and all(is_wide(c) for c in text):
+            step = (x1 - x0) / len(text)
+            out += [
+                Piece((x0 + i * step, y0, x0 + (i + 1) * step, y1), c, (block, line), glued=i > 0)
+                for i, c in enumerate(text)
+            ]
+        else:
+            out.append(Piece((x0, y0, x1, y1), text, (block, line)))
+    return out
+
+
+def join(group: Sequence[Piece]) -> str:
+    return "".join(("" if p.glued or i == 0 else " ") + p.text for i, p in enumerate(group))
+
+
+def union(group: Sequence[Piece]) -> tuple[float, float, float, float]:
+    rects = [p.rect for p in group]
+    return (
+        min(r[0] for r in rects),
+        min(r[1] for r in rects),
+        max(r[2] for r in rects),
+        max(r[3] for r in rects),
+    )
+
+
+def _fits(box: tuple[float, float, float, float], line_height: float, cfg: PdfConfig) -> bool:
+    """Whether a crop of `box` (margin added) fits the square with lines at the smallest height."""
+    zoom = cfg.region_text_height[0] / line_height
+    margin = 2 * MARGIN * line_height
+    avail = cfg.region_size * (1 - 2 * PAD)
+    return max(box[2] - box[0], box[3] - box[1]) + margin <= avail / zoom
+
+
+def line_groups(line: Sequence[Piece], cfg: PdfConfig) -> list[list[Piece] | str]:
+    """Cut one line into groups (see module doc); a piece that cannot be placed becomes a reason."""
+    out: list[list[Piece] | str] = []
+    group: list[Piece] = []
+    for piece in line:
+        trial = [*group, piece]
+        height = max(p.height for p in trial)
+        if len(join(trial)) <= cfg.region_max_chars and _fits(union(trial), height, cfg):
+            group = trial
+            continue
+        if group:
+            out.append(group)
+        alone_ok = len(piece.text) <= cfg.region_max_chars
+        group = [piece] if alone_ok and _fits(piece.rect, piece.height, cfg) else []
+        if not group:
+            out.append("long_word" if not alone_ok else "too_wide")
+    if group:
+        out.append(group)
+    return out
+
+
+def graphics_boxes(page: pymupdf.Page) -> list[tuple[float, float, float, float]]:
+    """Boxes of everything drawn on the page that is not text (paths, images, shadings)."""
+    area = abs(page.rect)
+    boxes = []
+    for kind, box in page.get_bboxlog():
+        rect = pymupdf.Rect(box)
+        if kind in _TEXT_OPS or kind.startswith("clip") or rect.is_empty:
+            continue
+        if abs(rect) < _BACKGROUND * area:
+            boxes.append(tuple(rect))
+    return boxes
+
+
+def crop_box(
+    words: Sequence[Piece], others: Sequence[Piece], line_height: float
+) -> tuple[float, float, float, float] | None:
+    """The union of `words` plus a margin, shrunk off every other piece; None if one stays inside."""
+    box = union(words)
+    m = MARGIN * line_height
+    x0, y0, x1, y1 = box[0] - m, box[1] - m, box[2] + m, box[3] + m
+    for other in others:
+        o = other.rect
+        if o[2] <= x0 or o[0] >= x1 or o[3] <= y0 or o[1] >= y1:
+            continue
+        # Shrink one side so the other piece is left outside, never cutting into the words.
+        options = [
+            (o[3] - y0, "y0", min(max(o[3], y0), box[1])),
+            (y1 - o[1], "y1", max(min(o[1], y1), box[3])),
+            (o[2] - x0, "x0", min(max(o[2], x0), box[0])),
+            (x1 - o[0], "x1", max(min(o[0], x1), box[2])),
+        ]
+        _, side, value = min(options)
+        x0, y0, x1, y1 = (
+            value if side == "x0" else x0,
+            value if side == "y0" else y0,
+            value if side == "x1" else x1,
+            value if side == "y1" else y1,
+        )
+    crop = (x0, y0, x1, y1)
+    return None if any(o.centre_in(crop) for o in others) else crop
+
+
+def render_region(
+    dlist: pymupdf.DisplayList, crop: tuple[float, float, float, float], zoom: float, size: int
+) -> Image.Image:
+    """The crop rendered at `zoom` (shrunk to fit if needed), centred on a white size x size square."""
+    avail = size * (1 - 2 * PAD)
+    zoom = min(zoom, avail / (crop[2] - crop[0]), avail / (crop[3] - crop[1]))
+    pix = dlist.get_pixmap(
+        matrix=pymupdf.Matrix(zoom, zoom), clip=pymupdf.Rect(crop), alpha=False, colorspace=pymupdf.csRGB
+    )
+    tile = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+    canvas = Image.new("RGB", (size, size), "white")
+    canvas.paste(tile, ((size - tile.width) // 2, (size - tile.height) // 2))
+    return canvas
+
+
+def page_regions(
+    page: pymupdf.Page, seed: str, cfg: PdfConfig, check: Callable[[str], str | None]
+) -> tuple[list[Region], Counter]:
+    """Up to `cfg.regions_per_page` regions of one page, and why the other candidates tried were dropped.
+
+    `check(text)` returns a reason to drop a region's text (the page filters), or None.
+    """
+    filtered: Counter = Counter()
+    all_pieces = pieces(page.get_text("words"))
+    lines: dict[tuple[int, int], list[Piece]] = {}
+    for piece in all_pieces:
+        lines.setdefault(piece.line, []).append(piece)
+    keys = list(lines)
+    groups = [line_groups(lines[k], cfg) for k in keys]
+    rng = random.Random(seed)
+    candidates = [(i, j) for i, line in enumerate(groups) for j in range(len(line))]
+    rng.shuffle(candidates)
+    graphics: list | None = None
+    dlist: pymupdf.DisplayList | None = None
+    used: set[int] = set()
+    regions: list[Region] = []
+    for i, j in candidates:
+        if len(regions) >= cfg.regions_per_page:
+            break
+        k = rng.randint(*cfg.region_lines)
+        height_px = rng.randint(*cfg.region_text_height)
+        stack = [groups[i + m][j] for m in range(k) if i + m < len(groups) and j < len(groups[i + m])]
+        if len(stack) < k or any(keys[i + m][0] != keys[i][0] for m in range(k)):
+            filtered["short_block"] += 1
+            continue
+        reason = next((g for g in stack if isinstance(g, str)), None)
+        if reason:
+            filtered[reason] += 1
+            continue
+        words = [p for g in stack for p in g]
+        if any(id(p) in used for p in words):
+            continue
+        line_height = sorted(max(p.height for p in g) for g in stack)[len(stack) // 2]
+        text = normalise("\n".join(join(g) for g in stack))
+        mine = {id(p) for p in words}
+        crop = crop_box(words, [p for p in all_pieces if id(p) not in mine], line_height)
+        reason = (
+            (check(text))
+            or ("overlaps_text" if crop is None else None)
+            or (None if _fits(union(words), line_height, cfg) else "too_wide")
+        )
+        if not reason:
+            graphics = graphics_boxes(page) if graphics is None else graphics
+            if any(pymupdf.Rect(g).intersects(crop) for g in graphics):
+                reason = "overlaps_graphics"
+        if reason:
+            filtered[reason] += 1
+            continue
+        dlist = dlist or page.get_displaylist(annots=False)
+        image = render_region(dlist, crop, height_px / line_height, cfg.region_size)
+        used |= mine
+        bbox = tuple(round(v, 2) for v in crop)
+        regions.append(Region(text, bbox, image, (i, j)))
+    regions.sort(key=lambda r: r.order)
+    return regions, filtered
