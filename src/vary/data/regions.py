@@ -14,17 +14,21 @@ How a page becomes regions (all geometry in PDF points, from `page.get_text("wor
 2. *Groups.* Each line is cut greedily into groups of consecutive pieces while the group's text
    has at most `region_max_chars` characters *and* its crop still fits the square at the smallest
    text height. A piece that alone breaks either rule is dropped: `long_word` / `too_wide`.
-3. *Candidates.* Group j of line i, stacked with group j of the next k-1 lines of the same block
-   (k drawn from `region_lines`). Candidates are shuffled by a generator seeded with the file key
-   and page number, and taken until `regions_per_page` are kept; pieces are never used twice.
+3. *Candidates.* A group, stacked with the words right below it (within its left and right
+   edges) in the next k-1 rows (k drawn from `region_lines`; `long_line` when one of them is
+   longer than `region_max_chars`, `not_stacked` when a row is missing). Candidates are shuffled
+   by a generator seeded with the file key and page number, and taken until `regions_per_page`
+   are kept; pieces are never used twice.
 4. *Crop.* The union box plus a margin, shrunk away from every other word it touches. Dropped:
-   another word's centre still inside (`overlaps_text`: lines that are not aligned), a vector
+   another word still showing in it beyond a sliver (`overlaps_text`: groups of stacked lines
+   that are not aligned), rows that do not follow each other (`not_stacked`), a vector
    drawing or image inside (`overlaps_graphics`), a stack that does not fit (`too_wide`), text
    the page filters reject (`vary.data.pdf.drop_reason` with `region_min_chars`).
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import unicodedata
 from collections import Counter
@@ -38,6 +42,7 @@ from vary.data.config import PdfConfig
 from vary.data.text import nfkc, normalise
 
 MARGIN = 0.25  # crop margin around the words, in line heights (ink may overhang the word boxes)
+SLIVER = 0.3  # share of a neighbouring word's height allowed inside a crop (ascenders, descenders)
 PAD = 0.04  # white border of the square, as a share of its side, never covered by the crop
 _BACKGROUND = 0.9  # drawings covering this share of the page are backgrounds, not figures
 _TEXT_OPS = ("fill-text", "stroke-text", "ignore-text")
@@ -165,7 +170,10 @@ def crop_box(
             (o[2] - x0, "x0", min(max(o[2], x0), box[0])),
             (x1 - o[0], "x1", max(min(o[0], x1), box[2])),
         ]
-        _, side, value = min(options)
+        # Prefer a side that leaves the piece wholly outside; else (boxes of tight lines overlap the
+        # words' own box) the least shrink, and `_intrudes` judges what is left.
+        clear = [opt for opt in options if opt[2] in (o[3], o[1], o[2], o[0])]
+        _, side, value = min(clear or options)
         x0, y0, x1, y1 = (
             value if side == "x0" else x0,
             value if side == "y0" else y0,
@@ -173,7 +181,51 @@ def crop_box(
             value if side == "y1" else y1,
         )
     crop = (x0, y0, x1, y1)
-    return None if any(o.centre_in(crop) for o in others) else crop
+    return None if any(_intrudes(o, crop) for o in others) else crop
+
+
+def _intrudes(other: Piece, crop: tuple[float, float, float, float]) -> bool:
+    """Whether another piece shows in the crop: more than a sliver of its height (an ascender or
+    descender of a neighbouring line is tolerated) over any width (0.3 pt)."""
+    o = other.rect
+    width = min(o[2], crop[2]) - max(o[0], crop[0])
+    height = min(o[3], crop[3]) - max(o[1], crop[1])
+    return width > 0.3 and height > SLIVER * other.height
+
+
+def row_below(
+    candidates: Sequence[Piece],
+    above: tuple[float, float, float, float],
+    edges: tuple[float, float, float, float],
+) -> list[Piece]:
+    """The pieces of the next row under `above` that lie within the left and right `edges`.
+
+    Rows, not MuPDF lines: MuPDF splits a row at font changes and groups blocks its own way.
+    """
+    height = above[3] - above[1]
+    tol = 0.5 * height
+    row = [
+        p
+        for p in candidates
+        if (above[1] + above[3]) / 2 < p.rect[1] <= above[3] + height
+        and p.rect[0] >= edges[0] - tol
+        and p.rect[2] <= edges[2] + tol
+    ]
+    if not row:
+        return []
+    top = min(p.rect[1] for p in row)  # the nearest row only
+    row = [p for p in row if p.rect[1] < top + 0.5 * height]
+    return sorted(row, key=lambda p: p.rect[0])
+
+
+def stacked(stack: Sequence[Sequence[Piece]]) -> bool:
+    """Whether the groups are successive rows: each starts below the middle of the one above, at
+    most a line height lower, and overlaps it horizontally (MuPDF also splits one row into lines)."""
+    for upper, lower in itertools.pairwise(stack):
+        a, b = union(upper), union(lower)
+        if not ((a[1] + a[3]) / 2 <= b[1] <= a[3] + (a[3] - a[1]) and b[0] < a[2] and a[0] < b[2]):
+            return False
+    return True
 
 
 def render_region(
@@ -203,8 +255,7 @@ def page_regions(
     lines: dict[tuple[int, int], list[Piece]] = {}
     for piece in all_pieces:
         lines.setdefault(piece.line, []).append(piece)
-    keys = list(lines)
-    groups = [line_groups(lines[k], cfg) for k in keys]
+    groups = [line_groups(line, cfg) for line in lines.values()]
     rng = random.Random(seed)
     candidates = [(i, j) for i, line in enumerate(groups) for j in range(len(line))]
     rng.shuffle(candidates)
@@ -217,13 +268,18 @@ def page_regions(
             break
         k = rng.randint(*cfg.region_lines)
         height_px = rng.randint(*cfg.region_text_height)
-        stack = [groups[i + m][j] for m in range(k) if i + m < len(groups) and j < len(groups[i + m])]
-        if len(stack) < k or any(keys[i + m][0] != keys[i][0] for m in range(k)):
-            filtered["short_block"] += 1
+        first = groups[i][j]
+        if isinstance(first, str):
+            filtered[first] += 1
             continue
-        reason = next((g for g in stack if isinstance(g, str)), None)
-        if reason:
-            filtered[reason] += 1
+        stack = [first]
+        while len(stack) < k and stack[-1]:
+            stack.append(row_below(all_pieces, union(stack[-1]), union(first)))
+        if not all(stack) or not stacked(stack):
+            filtered["not_stacked"] += 1
+            continue
+        if max(len(join(g)) for g in stack) > cfg.region_max_chars:
+            filtered["long_line"] += 1
             continue
         words = [p for g in stack for p in g]
         if any(id(p) in used for p in words):
