@@ -1,0 +1,173 @@
+"""What a training run is: `TrainConfig`, one typed YAML file plus `key=value` overrides.
+
+The defaults are the paper's recipe (section 4.1 and the official training scripts): AdamW,
+no weight decay, cosine schedule after a 3% linear warm-up, gradient clipping at 1.0, learning
+rate 5e-5 for Vary-tiny and the Vary-base pre-training, 1e-5 for the SFT; global batch 512 for
+Vary-tiny and 256 for Vary-base, reached with gradient accumulation on whatever devices there are.
+
+    stage: tiny                     # tiny | base-pretrain | base-sft
+    output_dir: out/vary-tiny
+    model: configs/models/tiny-cpu.yaml    # a model YAML file, or the section inline
+    # init_from: out/vary-base-init        # ... or start from a saved Vary model folder
+    data:
+      sources: [{path: out/data/pdf, weight: 0.7}, {path: out/data/charts, weight: 0.3}]
+      heldout: {path: out/data/heldout}
+    optim: {max_steps: 5000, micro_batch_size: 8}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vary.config import ConfigError, apply_override, from_dict
+from vary.data.lines import LinesConfig
+from vary.model import ModelConfig
+
+Stage = Literal["tiny", "base-pretrain", "base-sft"]
+STAGE_LR = {"tiny": 5e-5, "base-pretrain": 5e-5, "base-sft": 1e-5}
+STAGE_GLOBAL_BATCH = {"tiny": 512, "base-pretrain": 256, "base-sft": 256}
+
+
+@dataclass
+class SourceConfig:
+    """One training source: shard folder(s)/.tar files or a LLaVA JSON file, and its weight."""
+
+    path: str
+    weight: float = 1.0  # share of the samples drawn from this source (normalised over sources)
+    image_root: str | None = None  # LLaVA JSON: where image paths start (default: the JSON's folder)
+    shuffle: bool = True  # shuffle file order each epoch; off keeps generation order (curricula)
+    # Synthetic rendered text written to `path` first when `path` does not exist yet.
+    lines: LinesConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.weight <= 0:
+            raise ValueError(f"source {self.path}: weight must be > 0")
+
+
+@dataclass
+class DataConfig:
+    sources: list[SourceConfig] = field(default_factory=list)
+    heldout: SourceConfig | None = None  # held-out loss and edit distance are computed on it
+    max_length: int = 4096  # tokens per sample, image placeholders included (longer: truncated)
+    num_workers: int = 0  # processes decoding images and building batches (0: in the main process)
+    tokenizer_texts: int = 50000  # texts read to train a BPE tokenizer when model.tokenizer.path is empty
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("data.sources is empty: name at least one shard folder or LLaVA JSON file")
+
+
+@dataclass
+class OptimConfig:
+    max_steps: int = 1000  # optimizer steps; an epoch is (samples / global_batch_size) steps
+    lr: float | None = None  # default: the stage's paper value (STAGE_LR)
+    global_batch_size: int | None = None  # default: the stage's paper value (STAGE_GLOBAL_BATCH)
+    micro_batch_size: int = 4  # samples per device per forward pass
+    weight_decay: float = 0.0  # not on biases and norms
+    # Learning rate of the vision towers relative to `lr`. Small models trained from scratch: < 1
+    # keeps the image features from collapsing to a constant while the LM learns its prior.
+    vision_lr_scale: float = 1.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = 0.03
+    max_grad_norm: float = 1.0
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPUs that have it
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.micro_batch_size < 1:
+            raise ValueError("max_steps and micro_batch_size must be >= 1")
+        if len(self.betas) != 2:
+            raise ValueError("betas must be two numbers")
+
+
+@dataclass
+class EvalConfig:
+    every: int = 500  # steps between evaluations (and at the end); 0: only at the end
+    samples: int = 64  # held-out samples for the loss
+    decode_samples: int = 16  # of which this many are greedily decoded for the edit distance
+    batch_size: int = 8
+    max_new_tokens: int = 512
+    show: int = 3  # decoded examples written to the log
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 500  # steps between checkpoints; a killed run loses at most this many
+    keep_last: int = 2
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.keep_last < 1:
+            raise ValueError("checkpoint.every and checkpoint.keep_last must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    stage: Stage
+    output_dir: str
+    data: DataConfig
+    # A new model (parts may start from `pretrained:` weights, e.g. the vocabulary of a Vary-tiny
+    # folder for Vary-base: docs/pretrained.md) or a saved Vary model folder to continue from.
+    model: ModelConfig | None = None
+    init_from: str | None = None
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log_every: int = 10  # steps between progress/TensorBoard/metrics.jsonl lines
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.init_from is None):
+            raise ValueError("give exactly one of `model` (a new model) or `init_from` (a Vary model folder)")
+
+    @property
+    def lr(self) -> float:
+        return self.optim.lr if self.optim.lr is not None else STAGE_LR[self.stage]
+
+    @property
+    def global_batch_size(self) -> int:
+        size = self.optim.global_batch_size
+        return size if size is not None else STAGE_GLOBAL_BATCH[self.stage]
+
+    def accumulation_steps(self, num_processes: int) -> int:
+        """Micro-batches per device per step so that all devices together make the global batch."""
+        per_step = self.optim.micro_batch_size * num_processes
+        if self.global_batch_size % per_step:
+            raise ConfigError(
+                f"optim.global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size"
+                f" {self.optim.micro_batch_size} x {num_processes} process(es)"
+            )
+        return self.global_batch_size // per_step
+
+
+def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a training YAML; `model: FILE.yaml` is expanded first, so `model.x=...` overrides work."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as err:
+        raise ConfigError(f"{path}: config file not found") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    raw["model"] = _model_section(raw.get("model"), path)
+    for item in overrides:
+        apply_override(raw, item, source=str(path))
+    return from_dict(TrainConfig, raw, source=str(path))
+
+
+def _model_section(value: Any, source: Path) -> Any:
+    if not isinstance(value, str):
+        return value
+    model_file = Path(value)
+    if not model_file.is_file():
+        raise ConfigError(
+            f"{source}: model file {value} not found (paths are relative to the working folder)"
+        )
+    return yaml.safe_load(model_file.read_text(encoding="utf-8")) or {}

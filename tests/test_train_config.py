@@ -1,0 +1,68 @@
+"""TrainConfig: the paper's defaults per stage, model files with overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vary.config import ConfigError
+from vary.training import load_train_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_stage_defaults_are_the_papers(tmp_path):
+    base = "output_dir: out\nmodel: {kind: tiny}\ndata: {sources: [{path: shards}]}\n"
+    tiny = load_train_config(write(tmp_path, "stage: tiny\n" + base))
+    sft = load_train_config(write(tmp_path, "stage: base-sft\n" + base))
+    assert (tiny.lr, tiny.global_batch_size, sft.lr, sft.global_batch_size) == (5e-5, 512, 1e-5, 256)
+    assert (
+        tiny.optim.schedule == "cosine" and tiny.optim.warmup_ratio == 0.03 and tiny.optim.weight_decay == 0
+    )
+    assert tiny.accumulation_steps(8) == 512 // (8 * tiny.optim.micro_batch_size)
+    with pytest.raises(ConfigError, match="not a multiple"):
+        tiny.accumulation_steps(3)
+
+
+def test_model_file_is_expanded_so_overrides_reach_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    text = "stage: tiny\noutput_dir: out\nmodel: configs/models/tiny-cpu.yaml\ndata: {sources: [{path: s}]}\n"
+    path = write(tmp_path, text)
+    cfg = load_train_config(path, ["model.language_model.num_hidden_layers=1", "optim.lr=3e-4"])
+    assert cfg.model.vocabulary.image_size == 256 and cfg.model.language_model["num_hidden_layers"] == 1
+    assert cfg.lr == 3e-4
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: {kind: tiny}\ndata: {sources: [{path: s}]}\nstage: large", r"stage: 'large' is not one of"),
+        ("stage: tiny\ndata: {sources: [{path: s}]}\n", "exactly one of `model`"),
+        ("stage: tiny\nmodel: {kind: tiny}\ndata: {sources: []}\n", "data.sources is empty"),
+        (
+            "stage: tiny\nmodel: {kind: tiny}\ndata: {sources: [{path: s, wieght: 2}]}\n",
+            r"unknown key .*'wieght'",
+        ),
+        (
+            "stage: tiny\nmodel: no/such.yaml\ndata: {sources: [{path: s}]}\n",
+            "model file no/such.yaml not found",
+        ),
+    ],
+)
+def test_mistakes_name_the_key(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(write(tmp_path, "output_dir: out\n" + text))
+
+
+def test_shipped_configs_load(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    for path in [ROOT / "configs" / "quickstart.yaml", *sorted((ROOT / "configs" / "train").glob("*.yaml"))]:
+        load_train_config(path)

@@ -1,0 +1,213 @@
+"""`vary train` end to end on tiny models: learning, exact resume, SIGKILL, 2 processes, frozen towers.
+
+Runs in this process where possible (imports are the slow part); the multi-process and SIGKILL
+runs are real subprocesses. Loss trajectories are compared step by step from metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.utils import set_seed
+from transformers import AutoTokenizer
+
+from conftest import tiny_model_config
+from test_train_data import write_lines
+from vary.cli import UserError, main
+from vary.config import ConfigError, save_config
+from vary.model import build_model, load_pretrained
+from vary.training import TrainConfig, train
+from vary.training.checkpoint import latest_checkpoint, list_checkpoints
+from vary.training.config import CheckpointConfig, DataConfig, EvalConfig, OptimConfig, SourceConfig
+
+# Different process layouts add float32 partial sums in different orders.
+CROSS_PROCESS_RTOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and each process of the 2-process runs has
+    one: the same thread count keeps float sums in the same order across the runs compared."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train-data")
+    write_lines(root / "train", 96)
+    write_lines(root / "heldout", 8, split="heldout")
+    return root
+
+
+def config(data: Path, out: Path, stage: str = "tiny", **changes) -> TrainConfig:
+    """A few-step run of a tiny model; no dropout, so trajectories are comparable across layouts."""
+    model = tiny_model_config("tiny" if stage == "tiny" else "base")
+    model.language_model |= {"dropout": 0.0} if stage == "tiny" else {"attention_dropout": 0.0}
+    cfg = TrainConfig(
+        stage=stage,
+        output_dir=str(out),
+        model=model,
+        data=DataConfig(
+            sources=[SourceConfig(path=str(data / "train"))],
+            heldout=SourceConfig(path=str(data / "heldout")),
+            max_length=128,
+        ),
+        optim=optim(6, batch=8),
+        eval=EvalConfig(every=0, samples=8, decode_samples=2, max_new_tokens=6, batch_size=8),
+        checkpoint=CheckpointConfig(every=3, keep_last=2),
+        log_every=1,
+    )
+    return dataclasses.replace(cfg, **changes)
+
+
+def optim(steps: int, batch: int = 4, lr: float = 3e-3) -> OptimConfig:
+    return OptimConfig(max_steps=steps, global_batch_size=batch, micro_batch_size=4, lr=lr)
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(out: Path) -> dict[int, float]:
+    return {m["step"]: m["train/loss"] for m in metrics(out) if "train/loss" in m}
+
+
+def run_cli(log: Path, *args: str) -> subprocess.Popen:
+    """`python ARGS` with one thread per process, its terminal output in `log`."""
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_a_short_run_learns_and_saves_a_loadable_model(data, tmp_path):
+    cfg = config(data, tmp_path, optim=optim(30, batch=8))
+    summary = train(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, every=15)))
+    curve = losses(tmp_path)
+    evals = [m["heldout/loss"] for m in metrics(tmp_path) if "heldout/loss" in m]
+    assert sum(list(curve.values())[-5:]) / 5 < curve[1] - 1.0
+    assert len(evals) == 3 and evals[-1] < evals[0] - 1.0  # at steps 0, 15 and 30
+    assert summary["steps"] == 30 and summary["samples"] == 240 and summary["samples_per_s"] > 0
+    assert summary["heldout"]["heldout/loss"] == evals[-1] and len(summary["examples"]) == 2
+    assert (tmp_path / "summary.json").is_file() and any((tmp_path / "tensorboard").iterdir())
+    model, tokenizer, _ = load_pretrained(tmp_path / "model")
+    assert (
+        model.config.frozen_towers == []
+        and tokenizer.get_vocab() == load_pretrained(tmp_path / "model")[1].get_vocab()
+    )
+
+
+def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):
+    train(config(data, tmp_path))
+    reference = losses(tmp_path)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000003", "step-00000006"]
+    for lost in (tmp_path / "checkpoints" / "step-00000006", tmp_path / "model"):  # as if stopped after 3
+        shutil.rmtree(lost)
+    with pytest.raises(UserError, match="--resume"):
+        train(config(data, tmp_path))
+    train(config(data, tmp_path), resume=True)
+    assert losses(tmp_path) == reference  # bit for bit: weights, optimizer, schedule, RNG, data order
+    summary = train(config(data, tmp_path), resume=True)  # a finished run: nothing left to do
+    assert summary["steps"] == 6 and losses(tmp_path) == reference
+
+
+def test_two_processes_follow_one_process(data, tmp_path):
+    """Global batch 8: 1 process x 4 x 2 accumulation == 2 processes x 4 x 1 (torchrun, gloo)."""
+    save_config(config(data, tmp_path / "two"), tmp_path / "run.yaml")
+    log = tmp_path / "two.log"
+    torchrun = ("-m", "torch.distributed.run", "--nproc_per_node", "2")
+    two = run_cli(log, *torchrun, "-m", "vary.cli", "train", str(tmp_path / "run.yaml"))
+    train(config(data, tmp_path / "one"))
+    assert two.wait(timeout=120) == 0, log.read_text()[-3000:]
+    assert "2 process(es) x 4 micro-batch x 1 accumulation" in log.read_text()
+    one, two_losses = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert one.keys() == two_losses.keys() == set(range(1, 7))
+    for step, loss in one.items():
+        assert two_losses[step] == pytest.approx(loss, rel=CROSS_PROCESS_RTOL), step
+
+
+def children(pid: int) -> set[int]:
+    """Child processes of `pid` (Linux /proc)."""
+    return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def logged_step(out: Path) -> int:
+    return max(losses(out), default=0) if (out / "metrics.jsonl").exists() else 0
+
+
+def test_sigkilled_run_resumes_losing_at_most_one_checkpoint_interval(data, tmp_path):
+    """The killed run collates in a worker process, which must go with it; the resumed run does not."""
+    every, killed = 4, tmp_path / "killed"
+    cfg = config(data, killed, optim=optim(40), checkpoint=CheckpointConfig(every, keep_last=2))
+    save_config(
+        dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_workers=1)), tmp_path / "run.yaml"
+    )
+    job = run_cli(tmp_path / "killed.log", "-m", "vary.cli", "train", str(tmp_path / "run.yaml"))
+    deadline = time.monotonic() + 120
+    while logged_step(killed) <= 2 * every and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = children(job.pid)
+    job.send_signal(signal.SIGKILL)
+    assert job.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    done = logged_step(killed)
+    resumed_from = int(latest_checkpoint(killed).name.removeprefix("step-"))
+    assert done - every <= resumed_from <= done
+    time.sleep(2.5)  # workers notice within a second that their parent is gone
+    assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    save_config(cfg, tmp_path / "run.yaml")
+    assert main(["train", str(tmp_path / "run.yaml"), "--resume"]) == 0
+    train(dataclasses.replace(cfg, output_dir=str(tmp_path / "reference")))
+    reference, resumed = losses(tmp_path / "reference"), losses(killed)
+    assert resumed.keys() == reference.keys()
+    for step, loss in reference.items():
+        assert resumed[step] == pytest.approx(loss, rel=CROSS_PROCESS_RTOL), step
+
+
+def test_base_stage_trains_projectors_and_lm_only_on_the_merged_vocabulary(data, tmp_path):
+    train(config(data, tmp_path / "tiny", optim=optim(2)))
+    tiny = load_pretrained(tmp_path / "tiny" / "model")[0].state_dict()
+    cfg = config(data, tmp_path / "base", stage="base-pretrain")
+    cfg.model.vocabulary.pretrained = str(tmp_path / "tiny" / "model")  # the paper's merge
+    train(dataclasses.replace(cfg, optim=optim(3, lr=1e-2)))
+    set_seed(cfg.seed)  # the run's initial weights, rebuilt
+    before = build_model(
+        cfg.model, AutoTokenizer.from_pretrained(tmp_path / "base" / "tokenizer")
+    ).state_dict()
+    after = load_pretrained(tmp_path / "base" / "model")[0].state_dict()
+    for name, value in after.items():
+        if name.startswith("vocabulary."):
+            assert torch.equal(value, tiny[name]), name  # Vary-tiny's, frozen
+        elif name.startswith("clip."):
+            assert torch.equal(value, before[name]), name  # frozen
+    for name in ("clip_projector.weight", "vocabulary_projector.weight", "language_model.lm_head.weight"):
+        assert not torch.equal(after[name], before[name]), name
+
+
+def test_config_mistakes_are_one_line_errors(data, tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    save_config(config(data, tmp_path / "out"), path)
+    assert main(["train", str(path), "optim.learning_rate=1e-4"]) == 2
+    assert "unknown key optim.'learning_rate' for OptimConfig" in capsys.readouterr().err
+    assert main(["train", str(path), "optim.global_batch_size=6"]) == 2
+    assert "global_batch_size 6 is not a multiple of micro_batch_size 4" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="stage 'base-sft' needs a Vary-base model"):
+        train(config(data, tmp_path / "out", stage="base-sft", model=tiny_model_config("tiny")))
+
+
+def test_gradient_checkpointing_changes_memory_not_losses(data, tmp_path):
+    plain, checkpointed = (
+        optim(3, batch=8),
+        dataclasses.replace(optim(3, batch=8), gradient_checkpointing=True),
+    )
+    train(config(data, tmp_path / "plain", optim=plain))
+    train(config(data, tmp_path / "checkpointed", optim=checkpointed))
+    assert losses(tmp_path / "checkpointed") == pytest.approx(losses(tmp_path / "plain"), rel=1e-6)
