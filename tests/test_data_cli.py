@@ -35,3 +35,16 @@ def test_config_mistakes_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="i/N"):
         _load(parse("pdf", "x", "--shard", "3/2"), "pdf", PdfConfig, {})
     assert main(["data", "pdf", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_lines_command_writes_readable_shards(tmp_path: Path) -> None:
+    from vary.data.lines import LinesConfig, line_sample
+    from vary.data.reader import iter_samples
+
+    out = tmp_path / "lines"
+    argv = ["data", "lines", "--n", "12", "--seed", "3", "--split", "heldout", "--out", str(out)]
+    assert main([*argv, "--set", "lines.image_size=48"]) == 0
+    samples = list(iter_samples([out]))
+    expected = [line_sample(LinesConfig(n=12, seed=3, split="heldout", image_size=48), i) for i in range(12)]
+    assert [s.text for s in samples] == [e.text for e in expected]
+    assert all(s.image.size == (48, 48) for s in samples)

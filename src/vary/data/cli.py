@@ -4,6 +4,7 @@
     vary data charts --n N --lang en,zh --out DIR
     vary data latex --n N --lang en,zh --out DIR
     vary data natural IMG_DIR --out DIR
+    vary data lines --n N --out DIR [--split train|heldout]
     vary data qa SRC... --out DIR [--format shards|llava]
     vary data export-eval SHARDS... --out SET.jsonl
 
@@ -44,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     latex = _engine_parser(commands, "latex", "generated LaTeX pages: image + markdown/LaTeX", cmd_latex)
     _generator_args(latex)
 
+    lines = _engine_parser(commands, "lines", "rendered words / short lines for small models", cmd_lines)
+    lines.add_argument("--n", type=int, help="how many samples to render")
+    lines.add_argument("--seed", type=int, help="random seed (the same seed gives the same data)")
+    lines.add_argument("--split", choices=("train", "heldout"), help="which part of the text corpus")
+
     natural = _engine_parser(commands, "natural", "natural-image negatives (empty target text)", cmd_natural)
     natural.add_argument("sources", nargs="+", help="image files or folders")
 
@@ -78,6 +84,13 @@ def cmd_latex(args: argparse.Namespace) -> int:
 
     engine, cfg = _load(args, "latex", LatexConfig, _generator_overrides(args))
     return _run(latex_job(cfg, engine), engine)
+
+
+def cmd_lines(args: argparse.Namespace) -> int:
+    from vary.data.lines import LinesConfig, lines_job
+
+    engine, cfg = _load(args, "lines", LinesConfig, {"n": args.n, "seed": args.seed, "split": args.split})
+    return _run(lines_job(cfg, engine), engine)
 
 
 def cmd_natural(args: argparse.Namespace) -> int:
