@@ -6,7 +6,8 @@
 Rows: the reference (batches collated beforehand, then forward / backward / fused AdamW step,
 nothing else), and the trainer (reading shards, decoding, collating, Accelerate, logging) with
 the collation in the training process and in one worker process. Ratios are trainer / reference:
-the cost of everything around the model. Each timing is the best of `--repeat` runs.
+the cost of everything around the model. Each rate is the best of `--repeat` runs; the trainer's
+is its steady state (log windows after the first).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -52,6 +54,8 @@ def reference(cfg: TrainConfig, steps: int) -> float:
 
 
 def trainer(cfg: TrainConfig, steps: int, workers: int) -> float:
+    """Steady-state samples/s of `vary train`: the log windows after the first (which holds the
+    start-up: the first batch, a collate worker's start)."""
     with tempfile.TemporaryDirectory(prefix="bench-train-") as out:
         run = dataclasses.replace(
             cfg,
@@ -59,8 +63,12 @@ def trainer(cfg: TrainConfig, steps: int, workers: int) -> float:
             optim=dataclasses.replace(cfg.optim, max_steps=steps),
             data=dataclasses.replace(cfg.data, heldout=None, num_workers=workers),
             checkpoint=dataclasses.replace(cfg.checkpoint, every=10 * steps),
+            log_every=10,
         )
-        return train(run)["samples_per_s"]
+        train(run)
+        lines = (Path(out) / "metrics.jsonl").read_text().splitlines()
+        rates = [json.loads(line)["train/samples_per_s"] for line in lines[1:]]
+        return sum(rates) / len(rates)
 
 
 def main() -> None:
