@@ -26,6 +26,14 @@ class ConfigError(ValueError):
 
 def load_config(path: str | Path, cls: type[T], overrides: Sequence[str] = ()) -> T:
     """Read `path` (YAML) into dataclass `cls`, then apply `key.sub=value` overrides."""
+    raw = read_yaml(path)
+    for item in overrides:
+        apply_override(raw, item, source=str(path))
+    return from_dict(cls, raw, source=str(path))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping, or a ConfigError naming the file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -35,9 +43,7 @@ def load_config(path: str | Path, cls: type[T], overrides: Sequence[str] = ()) -
         raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
-    for item in overrides:
-        apply_override(raw, item, source=str(path))
-    return from_dict(cls, raw, source=str(path))
+    return raw
 
 
 def apply_override(raw: dict[str, Any], item: str, source: str = "<overrides>") -> None:

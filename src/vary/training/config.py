@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import yaml
 
-from vary.config import ConfigError, apply_override, from_dict
+from vary.config import ConfigError, apply_override, from_dict, read_yaml
 from vary.data.lines import LinesConfig
 from vary.model import ModelConfig
 
@@ -148,14 +148,7 @@ class TrainConfig:
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a training YAML; `model: FILE.yaml` is expanded first, so `model.x=...` overrides work."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as err:
-        raise ConfigError(f"{path}: config file not found") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from err
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    raw = read_yaml(path)
     raw["model"] = _model_section(raw.get("model"), path)
     for item in overrides:
         apply_override(raw, item, source=str(path))
