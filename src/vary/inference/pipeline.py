@@ -1,6 +1,6 @@
 """`VaryPipeline`: a model folder in, text out, for one image, a PDF or thousands of pages.
 
-    pipeline = VaryPipeline.from_pretrained("out/model")          # device/dtype "auto"
+    pipeline = VaryPipeline.from_pretrained("./out/quickstart/model")          # device/dtype "auto"
     pipeline("page.png").text                                     # one image -> one PageResult
     pipeline(["a.png", "b.pdf"], pages=PageSelection.parse("1-2"))  # many -> list, batched
     pipeline.chat("chart.png", "What is the highest bar?")       # Vary-base (chatml) models
