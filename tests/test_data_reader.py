@@ -95,3 +95,13 @@ def test_export_eval_writes_jsonl_with_relative_images(tmp_path: Path) -> None:
     assert Image.open(out.parent / rows[1]["image"]).size == (32, 24)
     pages = load_ocr_set(out)  # the evaluation harness reads the set as written
     assert [p.id for p in pages] == ["s0", "s1", "s2"] and all(p.image.is_file() for p in pages)
+
+
+def test_export_eval_every_spreads_over_all_shards(tmp_path: Path) -> None:
+    make_shard(tmp_path / "shards" / "e-000000.tar", 4)
+    make_shard(tmp_path / "shards" / "e-000001.tar", 4, start=4)
+    out = tmp_path / "spread.jsonl"
+    args = ["data", "export-eval", str(tmp_path / "shards"), "--out", str(out), "--every", "3"]
+    args += ["--limit", "3"]
+    assert main(args) == 0
+    assert [json.loads(x)["id"] for x in out.read_text(encoding="utf-8").splitlines()] == ["s0", "s3", "s6"]

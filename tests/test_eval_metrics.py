@@ -13,6 +13,7 @@ from nltk.translate.bleu_score import sentence_bleu
 from vary.evaluation.metrics import (
     anls,
     bleu,
+    character_error_rate,
     chart_dict_score,
     edit_distance,
     meteor,
@@ -55,6 +56,26 @@ def test_edit_distance_matches_nltk(prediction: str, reference: str) -> None:
     assert edit_distance(prediction, reference) == pytest.approx(
         nltk.edit_distance(prediction, reference) / longest
     )
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "expected"),
+    [
+        ("kitten", "sitting", 3 / 7),
+        ("sitting", "kitten", 3 / 6),  # divided by the reference, not the longer side
+        ("abcabc", "abc", 1.0),  # three insertions on a 3-character reference
+        ("", "", 0.0),
+        ("x", "", 1.0),
+    ],
+)
+def test_character_error_rate_by_hand(prediction: str, reference: str, expected: float) -> None:
+    assert character_error_rate(prediction, reference) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("prediction", "reference"), [pair for pair in PAIRS if pair[1]])
+def test_character_error_rate_matches_nltk(prediction: str, reference: str) -> None:
+    expected = nltk.edit_distance(prediction, reference) / len(reference)
+    assert character_error_rate(prediction, reference) == pytest.approx(expected)
 
 
 def test_token_prf_by_hand_counts_distinct_words() -> None:

@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--out", required=True, help="the JSONL file to write (images go beside it)")
     export.add_argument("--limit", type=int, help="at most this many samples")
     export.add_argument("--lang", help="keep one language (en / zh)")
+    export.add_argument(
+        "--every", type=int, default=1, help="keep one sample in N (spreads a set over all documents)"
+    )
     export.set_defaults(func=cmd_export_eval)
 
 
@@ -113,7 +116,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
 def cmd_export_eval(args: argparse.Namespace) -> int:
     from vary.data.export import export_eval
 
-    export_eval(args.sources, Path(args.out), limit=args.limit, lang=args.lang)
+    export_eval(args.sources, Path(args.out), limit=args.limit, lang=args.lang, every=args.every)
     return 0
 
 

@@ -17,19 +17,32 @@ from vary.reporting import ErrorLog, get_logger
 
 
 def export_eval(
-    sources: Sequence[str | Path], out: Path, limit: int | None = None, lang: str | None = None
+    sources: Sequence[str | Path],
+    out: Path,
+    limit: int | None = None,
+    lang: str | None = None,
+    every: int = 1,
 ) -> int:
-    """Write the set; returns how many samples it holds. Samples without an image are left out."""
+    """Write the set; returns how many samples it holds. Samples without an image are left out.
+
+    `every` keeps one sample in that many, so that a small set spreads over all the documents
+    of shards written in document order instead of taking the first ones.
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1 (got {every})")
     image_dir = out.with_name(f"{out.stem}_images")
     image_dir.mkdir(parents=True, exist_ok=True)
     errors = ErrorLog(out.with_name(f"{out.stem}_errors.jsonl"))
     tmp = out.with_name(out.name + ".tmp")
-    count = 0
+    count = seen = 0
     with tmp.open("w", encoding="utf-8") as f:
         for raw in _records(sources, errors):
             if limit is not None and count >= limit:
                 break
             if raw.image is None or (lang and raw.record.get("lang") != lang):
+                continue
+            seen += 1
+            if (seen - 1) % every:
                 continue
             (image_dir / f"{raw.key}.{raw.ext}").write_bytes(raw.image)
             row = {

@@ -28,6 +28,14 @@ def edit_distance(prediction: str, reference: str) -> float:
     return Levenshtein.distance(prediction, reference) / longest if longest else 0.0
 
 
+def character_error_rate(prediction: str, reference: str) -> float:
+    """Character Levenshtein distance divided by the reference length (CER; above 1 when the
+    prediction adds more than the reference has). An empty reference: 0 if nothing is predicted, else 1."""
+    if not reference:
+        return 0.0 if not prediction else 1.0
+    return Levenshtein.distance(prediction, reference) / len(reference)
+
+
 @dataclass(frozen=True)
 class PRF:
     precision: float
@@ -186,6 +194,7 @@ class OcrScores:
     """Every page metric for one prediction; `chart_f1` only where the reference is a chart dict."""
 
     edit_distance: float
+    cer: float
     precision: float
     recall: float
     f1: float
@@ -204,6 +213,7 @@ def ocr_scores(prediction: str, reference: str, lang: str) -> OcrScores:
     words = token_prf(predicted, expected)
     return OcrScores(
         edit_distance=edit_distance(prediction, reference),
+        cer=character_error_rate(prediction, reference),
         precision=words.precision,
         recall=words.recall,
         f1=words.f1,

@@ -91,7 +91,7 @@ def iter_page_results(
             yield read_page(engine, page, image, errors)
 
 
-METRICS = ("edit_distance", "f1", "precision", "recall", "bleu", "meteor")
+METRICS = ("edit_distance", "cer", "f1", "precision", "recall", "bleu", "meteor")
 
 
 def _by_language_and_engine(results: Sequence[PageResult]) -> dict[str, dict[str, list[PageResult]]]:
@@ -124,6 +124,7 @@ COLUMNS = (
     ("pages", "pages", "{:.0f}"),
     ("failures", "failures", "{:.0f}"),
     ("edit dist ↓", "edit_distance", "{:.3f}"),
+    ("CER ↓", "cer", "{:.3f}"),
     ("F1", "f1", "{:.3f}"),
     ("precision", "precision", "{:.3f}"),
     ("recall", "recall", "{:.3f}"),

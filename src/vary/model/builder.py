@@ -105,6 +105,7 @@ class ModelConfig:
     language_model: dict[str, Any] = field(default_factory=lambda: {"model_type": "opt"})
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     image_normalization: Literal["clip", "imagenet", "ink"] = "clip"
+    image_resize: Literal["stretch", "pad"] = "stretch"  # "pad": aspect kept (VaryConfig)
     frozen_towers: list[str] | None = None  # default: none for tiny, all for base
     template: Literal["plain", "chatml"] | None = None  # default: plain for tiny, chatml for base
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
@@ -168,6 +169,7 @@ def build_vary_config(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -
         image_start_token_id=ids.start,
         image_end_token_id=ids.end,
         image_normalization=config.image_normalization,
+        image_resize=config.image_resize,
         frozen_towers=default_frozen if config.frozen_towers is None else config.frozen_towers,
         template=config.template or ("plain" if config.kind == "tiny" else "chatml"),
         pad_token_id=tokenizer.pad_token_id,

@@ -26,7 +26,9 @@ class VaryConfig(PreTrainedConfig):
     image_normalization: "clip" (OpenAI CLIP's mean/std), "imagenet" (ImageNet's, as the released
         Vary-tiny / Vary-base vocabulary networks) or "ink" (inverted, background-free
         pixels; helps small models trained from scratch see dark text on white, see
-        `vary.model.processing`).
+        `vary.model.image_processing`).
+    image_resize: how the vocabulary branch makes a page square: "stretch" (the official models)
+        or "pad" (centred on its border colour, aspect kept; small models trained on square crops).
     frozen_towers: vision towers whose weights are frozen ("vocabulary", "clip"); Vary-base
         freezes both, Vary-tiny none.
     """
@@ -47,6 +49,7 @@ class VaryConfig(PreTrainedConfig):
     image_start_token_id: int = 0
     image_end_token_id: int = 0
     image_normalization: Literal["clip", "imagenet", "ink"] = "clip"
+    image_resize: Literal["stretch", "pad"] = "stretch"
     frozen_towers: list[str] | tuple[str, ...] = ()
     template: Literal["plain", "chatml"] = "plain"
     tie_word_embeddings: bool = False

@@ -9,6 +9,10 @@ mean/std instead ("imagenet"; Vary-toy and GOT-OCR2 use CLIP's).
 the usual normalisation gives large, nearly constant inputs everywhere and such models learned
 to ignore the image (shared/FINDINGS.md). Inverting, removing the page background and scaling
 makes pixels non-zero only where there is ink.
+
+"pad" resizing keeps the aspect ratio: the image is centred on a square of its own border
+colour first. Models trained on square crops of text (the built-in default model) read a wide
+line or a tall column as it was drawn instead of squeezed; the official models stretch.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ INK_SCALE = 4.0  # ink fraction -> roughly unit-variance inputs on text pages
 class ImageProcessor:
     size: int
     normalization: Literal["clip", "imagenet", "ink"] = "clip"
+    resize: Literal["stretch", "pad"] = "stretch"
 
     def __call__(self, images: Image.Image | list[Image.Image]) -> torch.Tensor:
         """PIL image(s) -> (batch, 3, size, size) float tensor."""
@@ -40,12 +45,29 @@ class ImageProcessor:
         return torch.stack([self.process_one(image) for image in batch])
 
     def process_one(self, image: Image.Image) -> torch.Tensor:
-        image = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC)
+        image = image.convert("RGB")
+        if self.resize == "pad":
+            image = pad_to_square(image)
+        image = image.resize((self.size, self.size), Image.Resampling.BICUBIC)
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         if self.normalization == "ink":
             return ink_normalize(pixels)
         mean, std = (torch.tensor(v).view(3, 1, 1) for v in MEAN_STD[self.normalization])
         return (pixels - mean) / std
+
+
+def pad_to_square(image: Image.Image) -> Image.Image:
+    """Centre an RGB image on a square filled with the median colour of its border (the paper)."""
+    width, height = image.size
+    if width == height:
+        return image
+    pixels = np.asarray(image)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    colour = tuple(int(v) for v in np.median(border, axis=0))
+    side = max(width, height)
+    square = Image.new("RGB", (side, side), colour)
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
 
 
 def ink_normalize(pixels: torch.Tensor) -> torch.Tensor:
@@ -64,7 +86,9 @@ class VaryImageProcessor:
 
     @classmethod
     def from_config(cls, config) -> VaryImageProcessor:
-        vocabulary = ImageProcessor(config.vision_config.image_size, config.image_normalization)
+        vocabulary = ImageProcessor(
+            config.vision_config.image_size, config.image_normalization, config.image_resize
+        )
         clip = ImageProcessor(config.clip_config.image_size) if config.clip_config is not None else None
         return cls(vocabulary, clip)
 
