@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from vary.config import ConfigError
+from vary.model import build_model, build_tokenizer
 from vary.training import load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,5 +65,18 @@ def test_mistakes_name_the_key(tmp_path, monkeypatch, text, message):
 
 def test_shipped_configs_load(monkeypatch):
     monkeypatch.chdir(ROOT)
-    for path in [ROOT / "configs" / "quickstart.yaml", *sorted((ROOT / "configs" / "train").glob("*.yaml"))]:
+    recipes = sorted((ROOT / "configs").glob("*.yaml"))  # quickstart, the default model's stages
+    assert len(recipes) >= 3
+    for path in [*recipes, *sorted((ROOT / "configs" / "train").glob("*.yaml"))]:
         load_train_config(path)
+
+
+def test_default_model_recipe_sizes(monkeypatch):
+    """The sizes docs/default-model.md argues for: 128 px -> 16 image tokens, one token per byte."""
+    monkeypatch.chdir(ROOT)
+    cfg = load_train_config(ROOT / "configs" / "default-model.yaml")
+    tokenizer = build_tokenizer(cfg.model.tokenizer, ["Vary reads 128 px crops of real text."] * 4)
+    model = build_model(cfg.model, tokenizer)
+    assert model.config.num_image_tokens == 16 and model.config.image_resize == "pad"
+    assert tokenizer.tokenize("crops") == list("crops")
+    assert 4e6 < sum(p.numel() for p in model.parameters()) < 6e6
