@@ -105,3 +105,4 @@ def test_export_eval_every_spreads_over_all_shards(tmp_path: Path) -> None:
     args += ["--limit", "3"]
     assert main(args) == 0
     assert [json.loads(x)["id"] for x in out.read_text(encoding="utf-8").splitlines()] == ["s0", "s3", "s6"]
+    assert main(["data", "export-eval", str(tmp_path / "shards"), "--out", str(out), "--every", "0"]) == 2

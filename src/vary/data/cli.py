@@ -114,8 +114,11 @@ def cmd_qa(args: argparse.Namespace) -> int:
 
 
 def cmd_export_eval(args: argparse.Namespace) -> int:
+    from vary.cli import UserError
     from vary.data.export import export_eval
 
+    if args.every < 1:
+        raise UserError(f"--every must be >= 1 (got {args.every})")
     export_eval(args.sources, Path(args.out), limit=args.limit, lang=args.lang, every=args.every)
     return 0
 
