@@ -218,15 +218,19 @@ class Collator:
 _worker_fn: Callable[[Any], Any] | None = None  # set once per pool worker by _init_worker
 
 
-def _init_worker(fn: Callable[[Any], Any]) -> None:
+def _init_worker(fn: Callable[[Any], Any], parent: int) -> None:
     global _worker_fn
     _worker_fn = fn
     torch.set_num_threads(1)  # the workers share the cores with the training process
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:
-    """A training process killed outright (SIGKILL, SIGTERM) must not leave its workers behind."""
+    """A training process killed outright (SIGKILL, SIGTERM) must not leave its workers behind.
+
+    `parent` is the pid the pool was started from, not `os.getppid()` read here: a worker still
+    importing when its parent dies would read its new parent and wait for it forever.
+    """
     while os.getppid() == parent:
         time.sleep(1.0)
     os._exit(1)
@@ -245,7 +249,7 @@ def prefetch_map(fn: Callable[[T], R], items: Iterator[T], workers: int, depth: 
         yield from map(fn, items)
         return
     context = get_context("spawn")
-    with ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(fn,)) as pool:
+    with ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(fn, os.getpid())) as pool:
         pending: deque = deque()
         for item in items:
             pending.append(pool.submit(_run_in_worker, item))
