@@ -41,6 +41,27 @@ def test_model_file_is_expanded_so_overrides_reach_it(tmp_path, monkeypatch):
     assert cfg.lr == 3e-4
 
 
+def test_base_config_is_merged_under_the_later_stage(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stage1.yaml").write_text(
+        "stage: tiny\noutput_dir: s1\nmodel: {kind: tiny}\n"
+        "data: {sources: [{path: a}, {path: b}], max_length: 96}\noptim: {lr: 5.0e-4, max_steps: 10}\n"
+    )
+    (tmp_path / "stage2.yaml").write_text(
+        "base: stage1.yaml\noutput_dir: s2\ninit_from: s1/model\nmodel: null\n"
+        "data: {max_length: 64}\noptim: {max_steps: 30}\n"
+    )
+    cfg = load_train_config("stage2.yaml", ["optim.lr=1e-4"])
+    assert (cfg.output_dir, cfg.init_from, cfg.model) == ("s2", "s1/model", None)
+    assert [s.path for s in cfg.data.sources] == ["a", "b"] and cfg.data.max_length == 64  # merged
+    assert (cfg.optim.max_steps, cfg.lr) == (30, 1e-4)
+    (tmp_path / "stage1.yaml").write_text("base: stage2.yaml\n")
+    with pytest.raises(ConfigError, match=r"stage1\.yaml: base config stage2\.yaml leads back to itself"):
+        load_train_config("stage2.yaml")
+    with pytest.raises(ConfigError, match=r"run\.yaml: base config missing\.yaml not found"):
+        load_train_config(write(tmp_path, "base: missing.yaml\n"))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -47,6 +47,15 @@ def test_lines_are_pure_functions_of_config_and_index():
     assert heldout != {line_sample(LinesConfig(n=50), i).text for i in range(50)}
 
 
+def test_alphabet_lines_are_random_strings_of_its_letters():
+    cfg = LinesConfig(n=200, image_size=64, max_words=2, alphabet="abc", max_word_chars=4)
+    words = [word for i in range(200) for word in line_sample(cfg, i).text.split(" ")]
+    assert set("".join(words)) == set("abc") and {len(w) for w in words} == {1, 2, 3, 4}
+    assert len(set(words)) > 60  # of the 120 strings of 1-4 letters: no small word list
+    with pytest.raises(ValueError, match="exclude each other"):
+        LinesConfig(alphabet="abc", vocabulary=100)
+
+
 def test_stream_resumes_exactly_from_any_position(shards):
     sources = [SourceConfig(path=str(shards))]
     errors = ErrorLog()

@@ -7,7 +7,8 @@ small images are the fastest way to a model that visibly reads.
 Texts are either runs of consecutive words from the prose of Python's own documentation
 (`vary.data.words.english_sentences`, nothing downloaded; the "heldout" split draws from the last
 tenth of the sentences only), or, with `vocabulary: N`, words drawn uniformly from the N most
-frequent of that prose (held-out samples are then new drawings and word pairs, not new words).
+frequent of that prose (held-out samples are then new drawings and word pairs, not new words),
+or, with `alphabet`, random strings of letters (no word shapes to learn, only letters).
 Uniform words leave a model nothing to predict from the language alone: only reading the image
 lowers the loss. `curriculum` grows the number of words with the sample index. Every sample is a
 pure function of the config and its index, so any slice can be regenerated, sharded or checked
@@ -56,6 +57,9 @@ class LinesConfig:
     # so no language prior predicts them and only reading the image lowers the loss.
     vocabulary: int = 0
     max_word_chars: int = 10  # longer words are left out of the corpus (they would not fit)
+    # Non-empty: words are random strings of these characters, 1..max_word_chars long, so there
+    # is no word shape to memorise either: only reading letter by letter lowers the loss.
+    alphabet: str = ""
     font_sizes: list[int] = field(default_factory=lambda: [14, 24])  # pixels, before fitting
     font: str = ""  # a TrueType file; empty: DejaVu Sans (vary.data.fonts.latin_font)
     samples_per_unit: int = 500
@@ -67,6 +71,8 @@ class LinesConfig:
             raise ValueError("font_sizes must be [smallest, largest] pixels, smallest >= 4")
         if not 0.0 <= self.curriculum <= 1.0:
             raise ValueError("curriculum must be a share of the samples, in [0, 1]")
+        if self.alphabet and (self.vocabulary or " " in self.alphabet):
+            raise ValueError("alphabet (random strings, no spaces) and vocabulary exclude each other")
 
 
 @functools.lru_cache(maxsize=8)
@@ -96,7 +102,10 @@ def words_allowed(cfg: LinesConfig, index: int) -> int:
 def line_text(cfg: LinesConfig, index: int, rng: random.Random) -> str:
     """Consecutive or random corpus words, at most `max_chars` long (always at least one word)."""
     count = rng.randint(cfg.min_words, words_allowed(cfg, index))
-    if cfg.vocabulary:
+    if cfg.alphabet:
+        lengths = [rng.randint(1, cfg.max_word_chars) for _ in range(count)]
+        words = ["".join(rng.choices(cfg.alphabet, k=length)) for length in lengths]
+    elif cfg.vocabulary:
         words = rng.choices(frequent_words(cfg.vocabulary, cfg.max_word_chars), k=count)
     else:
         corpus = corpus_words(cfg.split, cfg.max_word_chars)

@@ -146,13 +146,37 @@ class TrainConfig:
 
 
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a training YAML; `model: FILE.yaml` is expanded first, so `model.x=...` overrides work."""
+    """Read a training YAML; `base:` and `model: FILE.yaml` are expanded first, so overrides apply."""
     path = Path(path)
-    raw = read_yaml(path)
+    raw = _with_base(read_yaml(path), path, seen=(path.resolve(),))
     raw["model"] = _model_section(raw.get("model"), path)
     for item in overrides:
         apply_override(raw, item, source=str(path))
     return from_dict(TrainConfig, raw, source=str(path))
+
+
+def _with_base(raw: dict[str, Any], source: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """`base: OTHER.yaml` (a later training stage): that config, with this file's keys merged over it."""
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    base_path = Path(base)
+    if not base_path.is_file():
+        raise ConfigError(
+            f"{source}: base config {base} not found (paths are relative to the working folder)"
+        )
+    if base_path.resolve() in seen:
+        raise ConfigError(f"{source}: base config {base} leads back to itself")
+    return _merged(_with_base(read_yaml(base_path), base_path, (*seen, base_path.resolve())), raw)
+
+
+def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` over `base`, mappings merged key by key, everything else (lists too) replaced."""
+    out = dict(base)
+    for key, value in update.items():
+        both_maps = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both_maps else value
+    return out
 
 
 def _model_section(value: Any, source: Path) -> Any:
