@@ -99,12 +99,15 @@ def words_allowed(cfg: LinesConfig, index: int) -> int:
     return cfg.min_words + round(progress * (cfg.max_words - cfg.min_words))
 
 
+def random_string(alphabet: str, max_chars: int, rng: random.Random) -> str:
+    return "".join(rng.choices(alphabet, k=rng.randint(1, max_chars)))
+
+
 def line_text(cfg: LinesConfig, index: int, rng: random.Random) -> str:
     """Consecutive or random corpus words, at most `max_chars` long (always at least one word)."""
     count = rng.randint(cfg.min_words, words_allowed(cfg, index))
     if cfg.alphabet:
-        lengths = [rng.randint(1, cfg.max_word_chars) for _ in range(count)]
-        words = ["".join(rng.choices(cfg.alphabet, k=length)) for length in lengths]
+        words = [random_string(cfg.alphabet, cfg.max_word_chars, rng) for _ in range(count)]
     elif cfg.vocabulary:
         words = rng.choices(frequent_words(cfg.vocabulary, cfg.max_word_chars), k=count)
     else:
