@@ -71,8 +71,10 @@ class LinesConfig:
             raise ValueError("font_sizes must be [smallest, largest] pixels, smallest >= 4")
         if not 0.0 <= self.curriculum <= 1.0:
             raise ValueError("curriculum must be a share of the samples, in [0, 1]")
-        if self.alphabet and (self.vocabulary or " " in self.alphabet):
-            raise ValueError("alphabet (random strings, no spaces) and vocabulary exclude each other")
+        if self.alphabet and self.vocabulary:
+            raise ValueError("alphabet (random strings) and vocabulary (frequent words) exclude each other")
+        if " " in self.alphabet:
+            raise ValueError("alphabet must not contain a space (it separates the words)")
 
 
 @functools.lru_cache(maxsize=8)
