@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import TextStreamer
 
 import test_infer_pipeline as support
 import vary
 import vary.inference.cli as cli
 from vary.cli import main
 from vary.inference import GenerationOptions, PageSelection, VaryPipeline
+from vary.inference.pipeline import conversation
+from vary.inference.sources import iter_pages
 
 one_thread = support.one_thread
 FAST = ["--max-new-tokens", "6", "--device", "cpu"]
@@ -66,6 +70,26 @@ def test_ocr_text_to_stdout_streams_one_input(inputs, capsys):
     assert main(["ocr", str(folder / "a.png"), "--model", str(model), *FAST]) == 0
     expected = VaryPipeline.from_pretrained(model)(folder / "a.png", options=GenerationOptions(6)).text
     assert capsys.readouterr().out == expected + "\n"
+
+
+def test_ocr_beam_search_from_the_model_folder(inputs, tmp_path, capsys):
+    """A model folder whose generation_config.json asks for beams is read with them (no stream,
+    which shows one sequence); --num-beams 1 brings back the streamed greedy text."""
+    folder, _ = inputs
+    model = tmp_path / "beams"
+    shutil.copytree(support.saved_model("tiny"), model)
+    settings = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**settings, "num_beams": 3}))
+    image = folder / "a.png"
+    pipeline = VaryPipeline.from_pretrained(model)
+    assert main(["ocr", str(image), "--model", str(model), *FAST]) == 0
+    assert capsys.readouterr().out == pipeline(image, options=GenerationOptions(6, num_beams=3)).text + "\n"
+    assert main(["ocr", str(image), "--model", str(model), "--num-beams", "1", *FAST]) == 0
+    assert capsys.readouterr().out == pipeline(image, options=GenerationOptions(6, num_beams=1)).text + "\n"
+    (page,) = iter_pages(image, pipeline.input_size)
+    with pytest.raises(ValueError, match="stream one page with num_beams=1"):
+        pipeline.run([page], [conversation()], GenerationOptions(6), TextStreamer(pipeline.tokenizer))
+    assert main(["ocr", str(image), "--model", str(model), "--num-beams", "0", *FAST]) == 2
 
 
 def test_ocr_markdown_pages_to_stdout(inputs, capsys):

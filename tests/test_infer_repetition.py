@@ -73,11 +73,18 @@ def test_stop_criterion_inside_generate():
         logits_processor=LogitsProcessorList([ForceTokens(rows, prompt)]),
         stopping_criteria=StoppingCriteriaList([stop]),
     )
-    assert stop.stopped == {0: 17}  # 5 + 4 copies of the period = 17 tokens
     generated = output[:, prompt:].tolist()
-    assert generated[0][:17] == rows[0][:17]
+    assert generated[0][:17] == rows[0][:17]  # 5 + 4 copies of the period = 17 tokens, then padding
     assert set(generated[0][17:]) <= {tokenizer.pad_token_id}
     assert generated[1] == rows[1][:40]
+
+
+def test_stop_criterion_judges_each_row_alone():
+    """No state between calls: beam search hands it re-ranked candidates at every step."""
+    stop = RepetitionStop(GUARD, 2, [0])
+    looping, fresh, ended = [9, 9] + [4, 5] * 8, [9, 9, *range(20, 36)], [9, 9, 3, 0] + [6] * 14
+    assert stop(torch.tensor([looping, fresh, ended]), None).tolist() == [True, False, False]
+    assert stop(torch.tensor([ended, looping, fresh]), None).tolist() == [False, True, False]
 
 
 def test_pipeline_marks_and_trims_a_looping_page():
@@ -89,5 +96,7 @@ def test_pipeline_marks_and_trims_a_looping_page():
     guarded = pipeline(support.noise(1), options=GenerationOptions(max_new_tokens=80))
     assert guarded.repetition_stopped and not guarded.truncated
     assert guarded.token_ids == [loop_token]  # the loop, once
+    beams = pipeline(support.noise(1), options=GenerationOptions(max_new_tokens=80, num_beams=3))
+    assert beams.repetition_stopped and beams.token_ids == [loop_token]
     unguarded = pipeline(support.noise(1), options=GenerationOptions(max_new_tokens=80, repetition=None))
     assert unguarded.truncated and unguarded.token_ids == [loop_token] * 80

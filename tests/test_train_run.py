@@ -28,7 +28,14 @@ from vary.config import ConfigError, save_config
 from vary.model import build_model, load_pretrained
 from vary.training import TrainConfig, train
 from vary.training.checkpoint import latest_checkpoint, list_checkpoints
-from vary.training.config import CheckpointConfig, DataConfig, EvalConfig, OptimConfig, SourceConfig
+from vary.training.config import (
+    CheckpointConfig,
+    DataConfig,
+    EvalConfig,
+    GenerationConfig,
+    OptimConfig,
+    SourceConfig,
+)
 
 # Different process layouts add float32 partial sums in different orders.
 CROSS_PROCESS_RTOL = 1e-5
@@ -90,7 +97,7 @@ def run_cli(log: Path, *args: str) -> subprocess.Popen:
 
 
 def test_a_short_run_learns_and_saves_a_loadable_model(data, tmp_path):
-    cfg = config(data, tmp_path, optim=optim(30, batch=8))
+    cfg = config(data, tmp_path, optim=optim(30, batch=8), generation=GenerationConfig(num_beams=3))
     summary = train(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, every=15)))
     curve = losses(tmp_path)
     evals = [m["heldout/loss"] for m in metrics(tmp_path) if "heldout/loss" in m]
@@ -104,6 +111,7 @@ def test_a_short_run_learns_and_saves_a_loadable_model(data, tmp_path):
         model.config.frozen_towers == []
         and tokenizer.get_vocab() == load_pretrained(tmp_path / "model")[1].get_vocab()
     )
+    assert model.generation_config.num_beams == 3  # the folder's decoding default, for vary ocr / eval
 
 
 def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):

@@ -75,6 +75,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=GenerationOptions.max_new_tokens)
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
     parser.add_argument("--no-repetition-guard", action="store_true", help="let loops run to the limit")
+    parser.add_argument(
+        "--num-beams", type=int, help="beam search width (default: the model's generation_config.json, or 1)"
+    )
 
 
 def load_pipeline(args: argparse.Namespace) -> VaryPipeline:
@@ -94,8 +97,17 @@ def load_pipeline(args: argparse.Namespace) -> VaryPipeline:
 def generation_options(args: argparse.Namespace) -> GenerationOptions:
     if args.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be at least 1")
+    if args.num_beams is not None and args.num_beams < 1:
+        raise UserError("--num-beams must be at least 1")
     guard = None if args.no_repetition_guard else RepetitionGuard()
-    return GenerationOptions(args.max_new_tokens, args.temperature, guard)
+    return GenerationOptions(args.max_new_tokens, args.temperature, guard, args.num_beams)
+
+
+def terminal_streamer(pipeline: VaryPipeline, options: GenerationOptions) -> TextStreamer | None:
+    """Text shown as it is generated, where decoding has one sequence to show (no beam search)."""
+    if pipeline.num_beams(options) > 1:
+        return None
+    return TextStreamer(pipeline.tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
 def run_ocr(args: argparse.Namespace) -> int:
@@ -113,10 +125,9 @@ def run_ocr(args: argparse.Namespace) -> int:
     errors = ErrorLog(args.out / "errors.jsonl" if args.out else None)
     failures: dict[str, str] = {}
     # One input read to the terminal: show its text as it is generated.
-    streaming = len(sources) == 1 and args.format == "text" and args.out is None
-    streamer = (
-        TextStreamer(pipeline.tokenizer, skip_prompt=True, skip_special_tokens=True) if streaming else None
-    )
+    one_to_terminal = len(sources) == 1 and args.format == "text" and args.out is None
+    streamer = terminal_streamer(pipeline, options) if one_to_terminal else None
+    streaming = streamer is not None
     start = time.perf_counter()
     # The bar counts files as they are read (failed ones too), a batch ahead of the model.
     files = progress(sources, desc="ocr", total=len(sources), unit="file") if len(sources) > 1 else sources
@@ -167,11 +178,13 @@ def _write_documents(documents: Iterator[Document], args: argparse.Namespace, mo
 def run_chat(args: argparse.Namespace) -> int:
     options = generation_options(args)
     pipeline = load_pipeline(args)
-    streamer = TextStreamer(pipeline.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    streamer = terminal_streamer(pipeline, options)
     try:
         result = pipeline.chat(args.image, args.question, options, streamer)
     except (ChatUnsupported, InputError) as err:
         raise UserError(str(err)) from err
+    if streamer is None:
+        print(result.text)
     if result.repetition_stopped or result.truncated:
         log.warning(
             "answer %s", "stopped a repetition loop" if result.repetition_stopped else "was cut short"

@@ -50,6 +50,7 @@ class GenerationOptions:
     max_new_tokens: int = 2048  # lowered to what the language model's positions allow
     temperature: float = 0.0  # 0: greedy (reproducible OCR); > 0: sampling
     repetition: RepetitionGuard | None = field(default_factory=RepetitionGuard)
+    num_beams: int | None = None  # None: the model folder's generation_config.json (1 if unset)
 
 
 DEFAULT_OPTIONS = GenerationOptions()
@@ -208,8 +209,9 @@ class VaryPipeline:
         streamer: BaseStreamer | None = None,
     ) -> list[PageResult]:
         """One batched generate call: page i is read with conversation i."""
-        if streamer is not None and len(pages) > 1:
-            raise ValueError("a streamer shows one sequence: run pages one at a time to stream")
+        beams = self.num_beams(options)
+        if streamer is not None and (len(pages) > 1 or beams > 1):
+            raise ValueError("a streamer shows one greedy sequence: stream one page with num_beams=1")
         batch = self.processor([p.image for p in pages], list(conversations), padding_side="left")
         batch.pop("labels")
         batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -222,6 +224,7 @@ class VaryPipeline:
             **batch,
             max_new_tokens=self._token_budget(prompt_length, options.max_new_tokens),
             do_sample=options.temperature > 0,
+            num_beams=beams,
             eos_token_id=stop_ids,
             pad_token_id=self.tokenizer.pad_token_id,
             stopping_criteria=StoppingCriteriaList([guard] if guard else []),
@@ -233,7 +236,7 @@ class VaryPipeline:
         results = []
         for row, (page, ids) in enumerate(zip(pages, generated, strict=True)):
             prompt_tokens = int(batch["attention_mask"][row].sum())
-            ids, reason = self._finish(ids, stop_ids, guard.stopped.get(row) if guard else None, options)
+            ids, reason = self._finish(ids, stop_ids, options)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             results.append(
                 PageResult(text, ids, reason, prompt_tokens, seconds, len(pages), page.source, page.page)
@@ -241,6 +244,16 @@ class VaryPipeline:
         return results
 
     # -- helpers -----------------------------------------------------------------------------
+    def num_beams(self, options: GenerationOptions) -> int:
+        """Beams of a generate call: the options' own, else the model's default (its folder's
+        `generation_config.json`, where a shipped OCR model can ask for beam search)."""
+        beams = options.num_beams
+        if beams is None:
+            beams = self.model.generation_config.num_beams or 1
+        if beams < 1:
+            raise ValueError(f"num_beams must be at least 1, not {beams}")
+        return beams
+
     def stop_token_ids(self) -> list[int]:
         """End of an answer: the tokenizer's eos, and `<|im_end|>` for the chatml template."""
         ids = [self.tokenizer.eos_token_id]
@@ -256,14 +269,18 @@ class VaryPipeline:
             raise ValueError(f"the prompt ({prompt_length} tokens) fills the model's {positions} positions")
         return min(requested, positions - prompt_length)
 
-    @staticmethod
     def _finish(
-        ids: list[int], stop_ids: list[int], stopped_at: int | None, options: GenerationOptions
+        self, ids: list[int], stop_ids: list[int], options: GenerationOptions
     ) -> tuple[list[int], FinishReason]:
-        """Cut one row's generated ids where its answer ends, and say why it ended."""
-        if stopped_at is not None and options.repetition is not None:
-            ids = ids[:stopped_at]
-            loop = find_loop(ids, options.repetition)
-            return (ids[: loop.start + loop.period] if loop else ids), "repetition"
-        ends = [i for i, token in enumerate(ids) if token in stop_ids]
-        return (ids[: ends[0]], "stop") if ends else (ids, "length")
+        """Cut one row's generated ids where its answer ends, and say why it ended.
+
+        A row stopped by the repetition guard is padded after its loop, so a loop at the end
+        of the row's text is how it is told apart (the guard stops a loop as soon as it forms,
+        before any stop token could follow it); only the loop's first copy is kept.
+        """
+        ends = [i for i, token in enumerate(ids) if token in stop_ids or token == self.tokenizer.pad_token_id]
+        text = ids[: ends[0]] if ends else ids
+        loop = find_loop(text, options.repetition) if options.repetition else None
+        if loop:
+            return text[: loop.start + loop.period], "repetition"
+        return text, "stop" if ends else "length"

@@ -68,32 +68,26 @@ def find_loop(tokens: Sequence[int] | np.ndarray, guard: RepetitionGuard) -> Loo
 
 
 class RepetitionStop(StoppingCriteria):
-    """Per-sequence loop detection for one `generate` call (create a new one for each call).
+    """Stops every sequence whose generated tail is a loop.
 
-    `stopped` maps a batch row to the number of tokens it had generated when it was stopped.
-    Rows that already ended with a stop token are skipped: generate pads them, and a run of
-    padding is not a loop.
+    It keeps no state between steps, so it also serves beam search, whose rows are re-ranked
+    candidates at every step. Rows that already hold a stop token have ended: generate pads
+    them, and a run of padding is not a loop.
     """
 
     def __init__(self, guard: RepetitionGuard, prompt_length: int, stop_token_ids: Sequence[int]):
         self.guard = guard
         self.prompt_length = prompt_length
         self.stop_token_ids = torch.tensor(list(stop_token_ids))
-        self.stopped: dict[int, int] = {}
-        self._ended: torch.Tensor | None = None
 
     def __call__(
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs
     ) -> torch.BoolTensor:
-        last = input_ids[:, -1].cpu()
-        ended = torch.isin(last, self.stop_token_ids)
-        self._ended = ended if self._ended is None else self._ended | ended
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
         generated = input_ids.shape[1] - self.prompt_length
         if generated >= self.guard.min_length:
-            window = input_ids[:, -min(generated, self.guard.window) :].cpu().numpy()
-            for row, tokens in enumerate(window):
-                if row not in self.stopped and not self._ended[row] and find_loop(tokens, self.guard):
-                    self.stopped[row] = generated
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
-        done[list(self.stopped)] = True
+            window = input_ids[:, -min(generated, self.guard.window) :].cpu()
+            ended = torch.isin(input_ids[:, self.prompt_length :].cpu(), self.stop_token_ids).any(dim=1)
+            for row, tokens in enumerate(window.numpy()):
+                done[row] = not ended[row] and find_loop(tokens, self.guard) is not None
         return done.to(input_ids.device)

@@ -107,6 +107,18 @@ class CheckpointConfig:
 
 
 @dataclass
+class GenerationConfig:
+    """How the trained model decodes by default: saved in its folder's generation_config.json,
+    which `vary ocr`, `vary eval` and `vary serve` follow unless told otherwise."""
+
+    num_beams: int = 1  # 1: greedy; more: beam search (slower, often fewer errors on short lines)
+
+    def __post_init__(self) -> None:
+        if self.num_beams < 1:
+            raise ValueError("generation.num_beams must be >= 1")
+
+
+@dataclass
 class TrainConfig:
     stage: Stage
     output_dir: str
@@ -118,6 +130,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     log_every: int = 10  # steps between progress/TensorBoard/metrics.jsonl lines
     seed: int = 0
 

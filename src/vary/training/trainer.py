@@ -449,7 +449,9 @@ class Trainer:
         a = self.accelerator
         state_dict = a.get_state_dict(self.model)
         if self.main:
-            a.unwrap_model(self.model).save_pretrained(self.output_dir / MODEL_DIR, state_dict=state_dict)
+            model = a.unwrap_model(self.model)
+            model.generation_config.num_beams = self.cfg.generation.num_beams
+            model.save_pretrained(self.output_dir / MODEL_DIR, state_dict=state_dict)
             self.tokenizer.save_pretrained(self.output_dir / MODEL_DIR)
         a.wait_for_everyone()
         a.end_training()
