@@ -53,7 +53,7 @@ class ForceTokens(LogitsProcessor):
 
 def test_stop_criterion_inside_generate():
     """Row 0 loops with period 3 and is stopped alone; row 1 never repeats and runs to the limit;
-    row 2 ends with the stop token and is then padded, which must not count as a loop."""
+    row 2 ends with the stop token and is then padded."""
     pipeline = VaryPipeline.from_pretrained(support.saved_model("tiny"))
     tokenizer = pipeline.tokenizer
     batch = pipeline.processor(
@@ -63,7 +63,7 @@ def test_stop_criterion_inside_generate():
     prompt = batch["input_ids"].shape[1]
     eos = tokenizer.eos_token_id
     rows = [[40, 41, 42, 43, 44] + [50, 51, 52] * 30, list(range(60, 200)), [70, 71, eos] + [72] * 30]
-    stop = RepetitionStop(GUARD, prompt, [eos])
+    stop = RepetitionStop(GUARD, prompt)
     output = pipeline.model.generate(
         **batch,
         max_new_tokens=40,
@@ -81,10 +81,12 @@ def test_stop_criterion_inside_generate():
 
 def test_stop_criterion_judges_each_row_alone():
     """No state between calls: beam search hands it re-ranked candidates at every step."""
-    stop = RepetitionStop(GUARD, 2, [0])
-    looping, fresh, ended = [9, 9] + [4, 5] * 8, [9, 9, *range(20, 36)], [9, 9, 3, 0] + [6] * 14
-    assert stop(torch.tensor([looping, fresh, ended]), None).tolist() == [True, False, False]
-    assert stop(torch.tensor([ended, looping, fresh]), None).tolist() == [False, True, False]
+    stop = RepetitionStop(GUARD, 2)
+    looping, fresh, late = [9, 9] + [4, 5] * 8, [9, 9, *range(20, 36)], [9, 9, *range(20, 26), *[6] * 10]
+    assert stop(torch.tensor([looping, fresh, late]), None).tolist() == [True, False, False]
+    assert stop(torch.tensor([fresh, late, looping]), None).tolist() == [False, False, True]
+    two_more = [[*fresh, 36, 37], [*late, 6, 6], [*looping, 4, 5]]  # the late loop now spans 12 tokens
+    assert stop(torch.tensor(two_more), None).tolist() == [False, True, True]
 
 
 def test_pipeline_marks_and_trims_a_looping_page():

@@ -217,7 +217,7 @@ class VaryPipeline:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         prompt_length = batch["input_ids"].shape[1]
         stop_ids = self.stop_token_ids()
-        guard = RepetitionStop(options.repetition, prompt_length, stop_ids) if options.repetition else None
+        guard = RepetitionStop(options.repetition, prompt_length) if options.repetition else None
         sampling = {"temperature": options.temperature} if options.temperature > 0 else {}
         start = time.perf_counter()
         output = self.model.generate(

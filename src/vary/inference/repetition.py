@@ -71,14 +71,13 @@ class RepetitionStop(StoppingCriteria):
     """Stops every sequence whose generated tail is a loop.
 
     It keeps no state between steps, so it also serves beam search, whose rows are re-ranked
-    candidates at every step. Rows that already hold a stop token have ended: generate pads
-    them, and a run of padding is not a loop.
+    candidates at every step. A row that already ended (padding after its stop token) may be
+    flagged again: generate ignores that, and the pipeline cuts each row at its stop token.
     """
 
-    def __init__(self, guard: RepetitionGuard, prompt_length: int, stop_token_ids: Sequence[int]):
+    def __init__(self, guard: RepetitionGuard, prompt_length: int):
         self.guard = guard
         self.prompt_length = prompt_length
-        self.stop_token_ids = torch.tensor(list(stop_token_ids))
 
     def __call__(
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs
@@ -86,8 +85,7 @@ class RepetitionStop(StoppingCriteria):
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
         generated = input_ids.shape[1] - self.prompt_length
         if generated >= self.guard.min_length:
-            window = input_ids[:, -min(generated, self.guard.window) :].cpu()
-            ended = torch.isin(input_ids[:, self.prompt_length :].cpu(), self.stop_token_ids).any(dim=1)
-            for row, tokens in enumerate(window.numpy()):
-                done[row] = not ended[row] and find_loop(tokens, self.guard) is not None
+            window = input_ids[:, -min(generated, self.guard.window) :].cpu().numpy()
+            for row, tokens in enumerate(window):
+                done[row] = find_loop(tokens, self.guard) is not None
         return done.to(input_ids.device)
