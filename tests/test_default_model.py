@@ -63,11 +63,21 @@ def test_reads_rendered_lines_of_known_text(heldout: tuple[list[str], list[str]]
     assert sum(cer == 0 for cer in cers) >= 8  # whole lines right, not only letters here and there
 
 
+def readme_image() -> Path:
+    """The image that the README's first command (`... && vary ocr IMAGE`) reads."""
+    command = next(
+        line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines() if "vary ocr" in line
+    )
+    return REPO / command.split("vary ocr", 1)[1].split()[0]
+
+
 def test_readme_example(capsys: pytest.CaptureFixture[str]) -> None:
-    """`vary ocr examples/line.png`, the README's main command, prints the crop's text."""
-    assert main(["ocr", str(REPO / "examples" / "line.png")]) == 0
+    """The README's main command prints the text of its example image (beside it, IMAGE.txt)."""
+    image = readme_image()
+    assert image.is_file(), f"README's first command reads {image}, which is not in the repository"
+    assert main(["ocr", str(image)]) == 0
     printed = capsys.readouterr().out.strip()
-    expected = (REPO / "examples" / "line.txt").read_text(encoding="utf-8").strip()
+    expected = image.with_suffix(".txt").read_text(encoding="utf-8").strip()
     assert character_error_rate(printed, expected) < EXAMPLE_CER_BOUND, printed
 
 
