@@ -2,8 +2,8 @@
 
 Words of held-out prose (the last tenth of the corpus sentences, never in training) are drawn
 black on white in the manuals' font (Latin Modern), centred on the model's 64 px input, and read
-back with the command-line defaults. Measured (docs/default-model.md): mean CER 0.53 on these
-64 lines, 13 of them read exactly; the bound leaves a margin for the thread-count noise of
+back with the command-line defaults (4 beams, from the model's generation_config.json). Measured
+(docs/default-model.md): mean CER 0.19 on these 64 lines, 38 of them read exactly; the bound leaves a margin for the thread-count noise of
 float32 matmuls and is far below what a reader that ignores the image gets (the last test).
 """
 
@@ -25,7 +25,7 @@ from vary.inference.cli import default_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 LM_ROMAN = Path("/usr/share/texmf/fonts/opentype/public/lm/lmroman10-regular.otf")  # Debian fonts-lmodern
-LINES_CER_BOUND = 0.6
+LINES_CER_BOUND = 0.3
 EXAMPLE_CER_BOUND = 0.25
 SWAPPED_CER_FLOOR = 0.85
 
@@ -60,7 +60,7 @@ def test_reads_rendered_lines_of_known_text(heldout: tuple[list[str], list[str]]
     texts, readings = heldout
     cers = [character_error_rate(reading, text) for text, reading in zip(texts, readings, strict=True)]
     assert fmean(cers) < LINES_CER_BOUND, list(zip(texts, readings, strict=True))
-    assert sum(cer == 0 for cer in cers) >= 8  # whole lines right, not only letters here and there
+    assert sum(cer == 0 for cer in cers) >= 28  # whole lines right, not only letters here and there
 
 
 def readme_image() -> Path:
