@@ -21,10 +21,13 @@ import torch
 from accelerate.utils import set_seed
 from transformers import AutoTokenizer
 
+import test_infer_pipeline as infer_support
 from conftest import tiny_model_config
 from test_train_data import write_lines
 from vary.cli import UserError, main
 from vary.config import ConfigError, save_config
+from vary.inference import GenerationOptions, VaryPipeline
+from vary.inference.pipeline import conversation
 from vary.model import build_model, load_pretrained
 from vary.training import TrainConfig, train
 from vary.training.checkpoint import latest_checkpoint, list_checkpoints
@@ -36,6 +39,7 @@ from vary.training.config import (
     OptimConfig,
     SourceConfig,
 )
+from vary.training.evaluate import greedy_decode
 
 # Different process layouts add float32 partial sums in different orders.
 CROSS_PROCESS_RTOL = 1e-5
@@ -236,3 +240,15 @@ def test_gradient_checkpointing_changes_memory_not_losses(data, tmp_path):
     train(config(data, tmp_path / "plain", optim=plain))
     train(config(data, tmp_path / "checkpointed", optim=checkpointed))
     assert losses(tmp_path / "checkpointed") == pytest.approx(losses(tmp_path / "plain"), rel=1e-6)
+
+
+def test_heldout_transcriptions_are_greedy_whatever_the_model_folder_asks():
+    """The curves stay comparable across stages when a model folder asks for beam search."""
+    torch.set_num_threads(1)
+    pipeline = VaryPipeline.from_pretrained(infer_support.saved_model("tiny"))
+    images = [infer_support.noise(seed) for seed in range(4)]
+    greedy = [r.text for r in pipeline(images, options=GenerationOptions(8, num_beams=1))]
+    pipeline.model.generation_config.num_beams = 3
+    assert [r.text for r in pipeline(images, options=GenerationOptions(8))] != greedy  # beams differ here
+    prompts = [conversation()] * len(images)
+    assert greedy_decode(pipeline.model, pipeline.processor, images, prompts, 4, 8) == greedy

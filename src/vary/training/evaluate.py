@@ -92,7 +92,9 @@ def greedy_decode(
         batch = processor([images[i] for i in index], [prompts[i] for i in index], padding_side="left")
         batch.pop("labels")
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, synced_gpus=synced_gpus)
+        ids = model.generate(  # greedy even where the model's generation_config asks for beams
+            **batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, synced_gpus=synced_gpus
+        )
         new = ids[:, batch["input_ids"].shape[1] :]
         texts += processor.tokenizer.batch_decode(new, skip_special_tokens=True)
     return texts
