@@ -143,8 +143,11 @@ def test_eval_docvqa_with_an_engine_and_reading_its_output_back(tmp_path: Path, 
     assert again["score"] == summary["score"]
 
 
-def test_eval_ocr_runs_a_saved_vary_model(tmp_path: Path, tokenizer) -> None:
-    """`--engine vary:DIR` loads a real model folder and scores exactly what the pipeline reads."""
+def test_eval_ocr_runs_a_saved_vary_model(tmp_path: Path, tokenizer, capsys) -> None:
+    """`--engine vary:DIR` loads a real model folder and scores exactly what the pipeline reads;
+    transformers' weight-loading bar stays out of the command's output."""
+    from transformers.utils import logging as hf_logging
+
     from conftest import tiny_model_config
     from vary.inference import VaryPipeline
     from vary.model import build_model, save_pretrained
@@ -153,7 +156,9 @@ def test_eval_ocr_runs_a_saved_vary_model(tmp_path: Path, tokenizer) -> None:
     save_pretrained(build_model(tiny_model_config(), tokenizer), tokenizer, model_dir)
     out = tmp_path / "out"
     data = FIXTURES / "ocr" / "set.jsonl"
+    hf_logging.enable_progress_bar()  # as in a fresh process
     assert main(["eval", "ocr", "--data", str(data), "--engine", f"vary:{model_dir}", "--out", str(out)]) == 0
+    assert "Loading weights" not in capsys.readouterr().err
 
     rows = {row["id"]: row for row in read_jsonl(out / "predictions.jsonl")}
     assert rows["en-1"]["engine"] == "vary:model"

@@ -41,6 +41,15 @@ def setup_logging(verbose: bool = False, log_file: str | Path | None = None) -> 
     logger.propagate = False
 
 
+def quiet_transformers() -> None:
+    """Hide transformers' load-time chatter (warnings, the weight-loading bar): what a command
+    prints is its own progress and results."""
+    from transformers.utils import logging as hf_logging  # imported here: not every command loads a model
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
     """A progress bar (rate and ETA) that stays quiet when stderr is not a terminal-like stream."""
     yield from tqdm(items, desc=desc, total=total, unit=unit, dynamic_ncols=True, mininterval=1.0)

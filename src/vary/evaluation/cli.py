@@ -12,6 +12,7 @@ from typing import Any
 from vary.config import from_dict
 from vary.evaluation.ocr import OcrEvalConfig, run_ocr_eval
 from vary.evaluation.qa import QaEvalConfig, run_qa_eval
+from vary.reporting import quiet_transformers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,5 +54,6 @@ def _run(run: Callable[[Any], object], config_class: type, args: argparse.Namesp
     """Build the run's typed config from the parsed arguments (checked by `vary.config.from_dict`)."""
     names = {field.name for field in dataclasses.fields(config_class)}
     values = {name: value for name, value in vars(args).items() if name in names and value is not None}
+    quiet_transformers()  # a `vary:` engine loads a model folder
     run(from_dict(config_class, values, source="vary eval"))
     return 0

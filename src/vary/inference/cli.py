@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import transformers
 from transformers import TextStreamer
 
 import vary
@@ -31,7 +30,7 @@ from vary.inference.documents import (
 from vary.inference.pipeline import ChatUnsupported, GenerationOptions, VaryPipeline
 from vary.inference.repetition import RepetitionGuard
 from vary.inference.sources import InputError, PageSelection, expand_paths
-from vary.reporting import ErrorLog, get_logger, progress, write_summary
+from vary.reporting import ErrorLog, get_logger, progress, quiet_transformers, write_summary
 
 log = get_logger("inference")
 
@@ -86,8 +85,7 @@ def load_pipeline(args: argparse.Namespace) -> VaryPipeline:
         if args.model is None:
             raise UserError(f"no built-in model at {model_dir} yet: pass --model DIR (a Vary model folder)")
         raise UserError(f"{model_dir}: not a Vary model folder (no config.json)")
-    transformers.logging.set_verbosity_error()  # load-time chatter is not the product's output
-    transformers.utils.logging.disable_progress_bar()
+    quiet_transformers()
     try:
         return VaryPipeline.from_pretrained(model_dir, device=args.device, dtype=args.dtype)
     except ValueError as err:  # no CUDA, unknown dtype
