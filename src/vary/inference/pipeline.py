@@ -233,10 +233,11 @@ class VaryPipeline:
         )
         generated = output[:, prompt_length:].tolist()
         seconds = time.perf_counter() - start
+        end_ids = {*stop_ids, self.tokenizer.pad_token_id}  # generate pads a row after it ends
         results = []
         for row, (page, ids) in enumerate(zip(pages, generated, strict=True)):
             prompt_tokens = int(batch["attention_mask"][row].sum())
-            ids, reason = self._finish(ids, stop_ids, options)
+            ids, reason = self._finish(ids, end_ids, options)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             results.append(
                 PageResult(text, ids, reason, prompt_tokens, seconds, len(pages), page.source, page.page)
@@ -269,8 +270,9 @@ class VaryPipeline:
             raise ValueError(f"the prompt ({prompt_length} tokens) fills the model's {positions} positions")
         return min(requested, positions - prompt_length)
 
+    @staticmethod
     def _finish(
-        self, ids: list[int], stop_ids: list[int], options: GenerationOptions
+        ids: list[int], end_ids: set[int], options: GenerationOptions
     ) -> tuple[list[int], FinishReason]:
         """Cut one row's generated ids where its answer ends, and say why it ended.
 
@@ -278,9 +280,9 @@ class VaryPipeline:
         of the row's text is how it is told apart (the guard stops a loop as soon as it forms,
         before any stop token could follow it); only the loop's first copy is kept.
         """
-        ends = [i for i, token in enumerate(ids) if token in stop_ids or token == self.tokenizer.pad_token_id]
-        text = ids[: ends[0]] if ends else ids
+        end = next((i for i, token in enumerate(ids) if token in end_ids), None)
+        text = ids if end is None else ids[:end]
         loop = find_loop(text, options.repetition) if options.repetition else None
         if loop:
             return text[: loop.start + loop.period], "repetition"
-        return text, "stop" if ends else "length"
+        return text, "length" if end is None else "stop"
