@@ -95,10 +95,11 @@ def load_pipeline(args: argparse.Namespace) -> VaryPipeline:
 def generation_options(args: argparse.Namespace) -> GenerationOptions:
     if args.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be at least 1")
-    if args.num_beams is not None and args.num_beams < 1:
-        raise UserError("--num-beams must be at least 1")
     guard = None if args.no_repetition_guard else RepetitionGuard()
-    return GenerationOptions(args.max_new_tokens, args.temperature, guard, args.num_beams)
+    try:
+        return GenerationOptions(args.max_new_tokens, args.temperature, guard, args.num_beams)
+    except ValueError as err:  # --num-beams below 1
+        raise UserError(str(err)) from err
 
 
 def terminal_streamer(pipeline: VaryPipeline, options: GenerationOptions) -> TextStreamer | None:

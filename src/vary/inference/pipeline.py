@@ -52,6 +52,10 @@ class GenerationOptions:
     repetition: RepetitionGuard | None = field(default_factory=RepetitionGuard)
     num_beams: int | None = None  # None: the model folder's generation_config.json (1 if unset)
 
+    def __post_init__(self) -> None:
+        if self.num_beams is not None and self.num_beams < 1:
+            raise ValueError(f"num_beams must be at least 1, not {self.num_beams}")
+
 
 DEFAULT_OPTIONS = GenerationOptions()
 
@@ -248,12 +252,9 @@ class VaryPipeline:
     def num_beams(self, options: GenerationOptions) -> int:
         """Beams of a generate call: the options' own, else the model's default (its folder's
         `generation_config.json`, where a shipped OCR model can ask for beam search)."""
-        beams = options.num_beams
-        if beams is None:
-            beams = self.model.generation_config.num_beams or 1
-        if beams < 1:
-            raise ValueError(f"num_beams must be at least 1, not {beams}")
-        return beams
+        if options.num_beams is not None:
+            return options.num_beams
+        return self.model.generation_config.num_beams or 1
 
     def stop_token_ids(self) -> list[int]:
         """End of an answer: the tokenizer's eos, and `<|im_end|>` for the chatml template."""
