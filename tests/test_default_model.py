@@ -3,7 +3,7 @@
 Words of held-out prose (the last tenth of the corpus sentences, never in training) are drawn
 black on white in the manuals' font (Latin Modern), centred on the model's 64 px input, and read
 back with the command-line defaults (4 beams, from the model's generation_config.json).
-Measured (docs/default-model.md): mean CER 0.18 on these 64 lines, 40 of them read exactly; the
+Measured (docs/default-model.md): mean CER 0.13 on these 64 lines, 43 of them read exactly; the
 bound leaves a margin for the thread-count noise of float32 matmuls and is far below what a
 reader that ignores the image gets (the last test).
 """
@@ -26,7 +26,7 @@ from vary.inference.cli import default_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 LM_ROMAN = Path("/usr/share/texmf/fonts/opentype/public/lm/lmroman10-regular.otf")  # Debian fonts-lmodern
-LINES_CER_BOUND = 0.3
+LINES_CER_BOUND = 0.2
 EXAMPLE_CER_BOUND = 0.25
 SWAPPED_CER_FLOOR = 0.85
 
@@ -61,7 +61,7 @@ def test_reads_rendered_lines_of_known_text(heldout: tuple[list[str], list[str]]
     texts, readings = heldout
     cers = [character_error_rate(reading, text) for text, reading in zip(texts, readings, strict=True)]
     assert fmean(cers) < LINES_CER_BOUND, list(zip(texts, readings, strict=True))
-    assert sum(cer == 0 for cer in cers) >= 28  # whole lines right, not only letters here and there
+    assert sum(cer == 0 for cer in cers) >= 36  # whole lines right, not only letters here and there
 
 
 def readme_image() -> Path:
