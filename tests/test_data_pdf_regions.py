@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pymupdf
@@ -14,7 +15,7 @@ from vary.data.config import EngineConfig, PdfConfig
 from vary.data.engine import run_job
 from vary.data.pdf import pdf_job
 from vary.data.reader import iter_samples
-from vary.data.regions import PAD, pieces
+from vary.data.regions import PAD, Piece, PieceIndex, pieces
 from vary.data.text import is_cjk
 
 DOC = "usr/share/doc/texlive-doc"
@@ -151,3 +152,24 @@ def test_bad_region_settings_are_refused() -> None:
         PdfConfig(unit="region", region_lines=[2, 1])
     with pytest.raises(ValueError):
         PdfConfig(unit="region", region_size=32, region_lines=[1, 3], region_text_height=[14, 20])
+
+
+def test_piece_index_finds_exactly_the_overlapping_pieces() -> None:
+    """The array lookup that spares a dense page a loop per candidate agrees with the plain rule
+    (boxes that only touch at an edge do not overlap); integer boxes make touching edges common."""
+    rng = random.Random(0)
+
+    def box() -> tuple[float, float, float, float]:
+        x, y = rng.randint(0, 40), rng.randint(0, 40)
+        return (x, y, x + rng.randint(1, 8), y + rng.randint(1, 8))
+
+    page = [Piece(box(), str(k), (0, k)) for k in range(400)]
+    index = PieceIndex(page)
+    for _ in range(100):
+        b = box()
+        plain = [
+            p
+            for p in page
+            if not (p.rect[2] <= b[0] or p.rect[0] >= b[2] or p.rect[3] <= b[1] or p.rect[1] >= b[3])
+        ]
+        assert index.overlapping(b) == plain

@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pymupdf
 from PIL import Image
 
@@ -72,6 +73,25 @@ class Region:
     bbox: tuple[float, float, float, float]  # the crop, PDF points
     image: Image.Image
     order: tuple[int, int]  # (line index, group index): reading order on the page
+
+
+class PieceIndex:
+    """A page's pieces with their boxes in one array, to find the pieces near a crop without a
+    Python loop over the whole page per candidate: a page of plots can hold 10k+ words, and a
+    loop per candidate made such a page take minutes."""
+
+    def __init__(self, pieces: Sequence[Piece]) -> None:
+        self.pieces = list(pieces)
+        self.rects = np.array([p.rect for p in self.pieces], dtype=np.float64).reshape(-1, 4)
+
+    def select(self, mask: np.ndarray) -> list[Piece]:
+        """The pieces where `mask` (over the page's pieces) holds, in page order."""
+        return [self.pieces[k] for k in np.flatnonzero(mask)]
+
+    def overlapping(self, box: tuple[float, float, float, float]) -> list[Piece]:
+        """The pieces whose boxes overlap `box` by more than an edge."""
+        r = self.rects
+        return self.select((r[:, 2] > box[0]) & (r[:, 0] < box[2]) & (r[:, 3] > box[1]) & (r[:, 1] < box[3]))
 
 
 def is_wide(char: str) -> bool:
@@ -152,13 +172,21 @@ def graphics_boxes(page: pymupdf.Page) -> list[tuple[float, float, float, float]
     return boxes
 
 
+def with_margin(words: Sequence[Piece], line_height: float) -> tuple[float, float, float, float]:
+    """The union of `words` plus the crop margin: the largest crop they can get."""
+    box, m = union(words), MARGIN * line_height
+    return box[0] - m, box[1] - m, box[2] + m, box[3] + m
+
+
 def crop_box(
     words: Sequence[Piece], others: Sequence[Piece], line_height: float
 ) -> tuple[float, float, float, float] | None:
-    """The union of `words` plus a margin, shrunk off every other piece; None if one stays inside."""
+    """`with_margin(words)`, shrunk off every other piece; None if one stays inside.
+
+    Only pieces that overlap `with_margin(words)` can matter (the crop only shrinks).
+    """
     box = union(words)
-    m = MARGIN * line_height
-    x0, y0, x1, y1 = box[0] - m, box[1] - m, box[2] + m, box[3] + m
+    x0, y0, x1, y1 = with_margin(words, line_height)
     for other in others:
         o = other.rect
         if o[2] <= x0 or o[0] >= x1 or o[3] <= y0 or o[1] >= y1:
@@ -194,7 +222,7 @@ def _intrudes(other: Piece, crop: tuple[float, float, float, float]) -> bool:
 
 
 def row_below(
-    candidates: Sequence[Piece],
+    index: PieceIndex,
     above: tuple[float, float, float, float],
     edges: tuple[float, float, float, float],
 ) -> list[Piece]:
@@ -204,13 +232,13 @@ def row_below(
     """
     height = above[3] - above[1]
     tol = 0.5 * height
-    row = [
-        p
-        for p in candidates
-        if (above[1] + above[3]) / 2 < p.rect[1] <= above[3] + height
-        and p.rect[0] >= edges[0] - tol
-        and p.rect[2] <= edges[2] + tol
-    ]
+    r = index.rects
+    row = index.select(
+        ((above[1] + above[3]) / 2 < r[:, 1])
+        & (r[:, 1] <= above[3] + height)
+        & (r[:, 0] >= edges[0] - tol)
+        & (r[:, 2] <= edges[2] + tol)
+    )
     if not row:
         return []
     top = min(p.rect[1] for p in row)  # the nearest row only
@@ -251,9 +279,9 @@ def page_regions(
     `check(text)` returns a reason to drop a region's text (the page filters), or None.
     """
     filtered: Counter = Counter()
-    all_pieces = pieces(page.get_text("words"))
+    index = PieceIndex(pieces(page.get_text("words")))
     lines: dict[tuple[int, int], list[Piece]] = {}
-    for piece in all_pieces:
+    for piece in index.pieces:
         lines.setdefault(piece.line, []).append(piece)
     groups = [line_groups(line, cfg) for line in lines.values()]
     rng = random.Random(seed)
@@ -274,7 +302,7 @@ def page_regions(
             continue
         stack = [first]
         while len(stack) < k and stack[-1]:
-            stack.append(row_below(all_pieces, union(stack[-1]), union(first)))
+            stack.append(row_below(index, union(stack[-1]), union(first)))
         if not all(stack) or not stacked(stack):
             filtered["not_stacked"] += 1
             continue
@@ -287,12 +315,11 @@ def page_regions(
         line_height = sorted(max(p.height for p in g) for g in stack)[len(stack) // 2]
         text = normalise("\n".join(join(g) for g in stack))
         mine = {id(p) for p in words}
-        crop = crop_box(words, [p for p in all_pieces if id(p) not in mine], line_height)
-        reason = (
-            (check(text))
-            or ("overlaps_text" if crop is None else None)
-            or (None if _fits(union(words), line_height, cfg) else "too_wide")
-        )
+        reason = check(text) or (None if _fits(union(words), line_height, cfg) else "too_wide")
+        if not reason:  # the text checks first: they are cheap, the crop looks at its neighbours
+            others = [p for p in index.overlapping(with_margin(words, line_height)) if id(p) not in mine]
+            crop = crop_box(words, others, line_height)
+            reason = "overlaps_text" if crop is None else None
         if not reason:
             graphics = graphics_boxes(page) if graphics is None else graphics
             if any(pymupdf.Rect(g).intersects(crop) for g in graphics):
