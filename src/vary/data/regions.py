@@ -172,21 +172,23 @@ def graphics_boxes(page: pymupdf.Page) -> list[tuple[float, float, float, float]
     return boxes
 
 
-def with_margin(words: Sequence[Piece], line_height: float) -> tuple[float, float, float, float]:
-    """The union of `words` plus the crop margin: the largest crop they can get."""
-    box, m = union(words), MARGIN * line_height
+def with_margin(
+    box: tuple[float, float, float, float], line_height: float
+) -> tuple[float, float, float, float]:
+    """The words' union `box` plus the crop margin: the largest crop they can get."""
+    m = MARGIN * line_height
     return box[0] - m, box[1] - m, box[2] + m, box[3] + m
 
 
 def crop_box(
     words: Sequence[Piece], others: Sequence[Piece], line_height: float
 ) -> tuple[float, float, float, float] | None:
-    """`with_margin(words)`, shrunk off every other piece; None if one stays inside.
+    """The words' box `with_margin`, shrunk off every other piece; None if one stays inside.
 
-    Only pieces that overlap `with_margin(words)` can matter (the crop only shrinks).
+    Only pieces that overlap that first box can matter (the crop only shrinks).
     """
     box = union(words)
-    x0, y0, x1, y1 = with_margin(words, line_height)
+    x0, y0, x1, y1 = with_margin(box, line_height)
     for other in others:
         o = other.rect
         if o[2] <= x0 or o[0] >= x1 or o[3] <= y0 or o[1] >= y1:
@@ -315,9 +317,10 @@ def page_regions(
         line_height = sorted(max(p.height for p in g) for g in stack)[len(stack) // 2]
         text = normalise("\n".join(join(g) for g in stack))
         mine = {id(p) for p in words}
-        reason = check(text) or (None if _fits(union(words), line_height, cfg) else "too_wide")
+        box = union(words)
+        reason = check(text) or (None if _fits(box, line_height, cfg) else "too_wide")
         if not reason:  # the text checks first: they are cheap, the crop looks at its neighbours
-            others = [p for p in index.overlapping(with_margin(words, line_height)) if id(p) not in mine]
+            others = [p for p in index.overlapping(with_margin(box, line_height)) if id(p) not in mine]
             crop = crop_box(words, others, line_height)
             reason = "overlaps_text" if crop is None else None
         if not reason:
