@@ -13,6 +13,7 @@ from vary.model.builder import (
     save_pretrained,
 )
 from vary.model.configuration import VaryConfig
+from vary.model.growth import deepen
 from vary.model.image_processing import ImageProcessor, VaryImageProcessor
 from vary.model.modeling import VaryBase, VaryForCausalLM, VaryTiny
 from vary.model.processor import VaryProcessor
@@ -35,6 +36,7 @@ __all__ = [
     "build_model",
     "build_tokenizer",
     "build_vary_config",
+    "deepen",
     "encode_conversation",
     "get_template",
     "load_model_config",

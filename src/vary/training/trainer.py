@@ -44,6 +44,7 @@ from vary.model import (
     VaryProcessor,
     build_model,
     build_tokenizer,
+    deepen,
     load_pretrained,
     ocr_conversation,
 )
@@ -152,6 +153,9 @@ def prepare_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> VaryF
     is_base = isinstance(model, VaryBase)
     if is_base != (cfg.stage != "tiny"):
         raise ConfigError(f"stage {cfg.stage!r} needs a {'Vary-base' if not is_base else 'Vary-tiny'} model")
+    if cfg.deepen > 1:  # Vary-base trains its language model only: its frozen towers stay as they are
+        parts = ("language_model",) if is_base else ("vocabulary", "language_model")
+        model = deepen(model, cfg.deepen, parts)
     model.freeze_towers(list(model.towers()) if is_base else [])
     if cfg.optim.gradient_checkpointing:
         model.activation_checkpointing_enable({"use_reentrant": False})

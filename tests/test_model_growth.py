@@ -1,0 +1,54 @@
+"""`deepen`: twice the layers, the same outputs at the switch, and copies that then learn."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from test_model_vary import make, page, prompts
+from vary.model import deepen, ocr_conversation
+from vary.model.growth import deepened_state
+
+PARTS = {"tiny": ("vocabulary", "language_model"), "base": ("language_model",)}
+
+
+@pytest.mark.parametrize("kind", ["tiny", "base"])  # OPT + SAM; Qwen2 (no output biases) + CLIP
+def test_deepened_model_reads_exactly_as_before(tokenizer, kind):
+    model, processor = make(kind, tokenizer)
+    grown = deepen(model, 3, PARTS[kind]).eval()
+    text, vision = grown.config.text_config, grown.config.vision_config
+    assert text.num_hidden_layers == 3 * model.config.text_config.num_hidden_layers
+    if kind == "tiny":
+        assert vision.num_hidden_layers == 6 and vision.global_attn_indexes == [3, 4, 5]  # was [1] of 2
+    else:
+        assert vision.num_hidden_layers == 2 and text.layer_types == ["full_attention"] * 6
+    batch = processor([page("grow"), page("deeper")], [ocr_conversation("one"), ocr_conversation("two")])
+    with torch.no_grad():
+        assert torch.allclose(grown(**batch).logits, model(**batch).logits, atol=1e-5)
+    generated = prompts(processor, ["same", "words"])
+    options = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+    assert torch.equal(grown.generate(**generated, **options), model.generate(**generated, **options))
+
+
+def test_the_copies_learn_from_the_first_step(tokenizer):
+    model, processor = make("tiny", tokenizer)
+    grown = deepen(model, 2).train()
+    optimizer = torch.optim.AdamW(grown.parameters(), lr=1e-3)
+    batch = processor([page("learn")], [ocr_conversation("learn")])
+    grown(**batch).loss.backward()
+    optimizer.step()
+    copies = [
+        "vocabulary.encoder.layers.1.mlp.lin2.weight",  # layer 0's copy
+        "language_model.model.decoder.layers.3.fc2.weight",  # layer 1's copy
+    ]
+    weights = dict(grown.named_parameters())
+    assert all(weights[name].abs().sum() > 0 for name in copies)
+    assert all(p.requires_grad for p in grown.parameters())  # Vary-tiny trains everything
+
+
+def test_layers_it_cannot_make_identities_are_refused():
+    state = {"language_model.model.layers.0.mixer.weight": torch.ones(2, 2)}
+    with pytest.raises(ValueError, match=r"layers\.0: cannot make a copy of this layer an identity"):
+        deepened_state(state, 2, ("language_model",))
+    with pytest.raises(ValueError, match="cannot deepen 'clip'"):
+        deepen(None, 2, ("clip",))
