@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +18,11 @@ import pytest
 from vary.cli import UserError, main
 from vary.data.config import EngineConfig, PdfConfig
 from vary.data.engine import STATE_DIR, Job, Unit, UnitResult, run_job
+from vary.data.latex import compile_tex
 from vary.data.pdf import drop_reason, pdf_job
 from vary.data.reader import iter_samples
 from vary.data.splits import UnknownOriginError, is_reserved, select, split_of
-from vary.data.text import detect_lang, normalise
+from vary.data.text import detect_lang, nfkc, normalise
 
 EN_PAGES = [
     "The quick brown fox jumps over the lazy dog near the river bank.\n"
@@ -214,6 +216,26 @@ def test_train_split_never_reads_reserved_pdfs(tmp_path: Path) -> None:
 def test_normalise() -> None:
     raw = "  ﬁne  print\t here \n\n\n\n  extrac-\ntion e-\nMail ＡＢＣ１２３\r\n中文：标点，保留\u3000 "
     assert normalise(raw) == "fine print here\n\nextraction e-\nMail ABC123\n中文：标点，保留"
+
+
+def test_accents_extracted_apart_are_put_back_on_their_letters() -> None:
+    assert nfkc("beh¨alt") == "behält" and nfkc("Maˇr´ık") == "Mařík" and nfkc("gra¸cas") == "graças"
+    assert nfkc("i\u0338=j") == "i≠j" and nfkc("n˜ao `a la") == "não à la"
+    code = "\\`a ``quoted'' x^2 can't"  # a grave after \\ or ` is TeX source, not an accent
+    assert nfkc(code) == code
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_accents_of_a_real_tex_page_come_out_composed(tmp_path: Path) -> None:
+    body = r"Schr\"odinger pr\'elev\'ee fa\c{c}on r\^ole Ma\v{r}\'{\i}k na\"{\i}ve gr\"o\ss{}er $i \not= j$. "
+    tex = r"\documentclass{article}\begin{document}" + body * 3 + r"\end{document}"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "accents.pdf").write_bytes(compile_tex(tex, "pdflatex"))
+    assert "Schr¨odinger" in pymupdf.open(tmp_path / "docs" / "accents.pdf")[0].get_text()  # MuPDF's text
+    run_pdf([tmp_path / "docs"], tmp_path / "out")
+    (sample,) = iter_samples([tmp_path / "out"])
+    expected = "Schrödinger prélevée façon rôle Mařík naïve größer i ≠ j."
+    assert " ".join(sample.text.split()) == f"{expected} {expected} {expected} 1"  # 1: the page number
 
 
 def test_language_tags() -> None:

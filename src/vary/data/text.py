@@ -22,6 +22,16 @@ _FULLWIDTH_PUNCT = re.compile("([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _BAD = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff]")
 _NOT_LETTERS = re.compile(r"[\W\d_]+")
+# TeX's 7-bit (OT1) fonts draw an accent as a glyph of its own before the letter it sits on; MuPDF
+# extracts it as a spacing accent ("Schr¨odinger", "pr´elev´ee", "fa¸con"), which NFKC would split
+# into a space and a combining mark. A grave after a backslash or a backtick is code: \`a, ``quote''.
+_SPACING_ACCENTS = {
+    "¨": "\u0308", "´": "\u0301", "`": "\u0300", "ˆ": "\u0302", "˜": "\u0303", "ˇ": "\u030c", "˚": "\u030a",
+    "¯": "\u0304", "˙": "\u0307", "˝": "\u030b", "˘": "\u0306", "¸": "\u0327", "˛": "\u0328",
+}  # fmt: skip
+_ACCENT_THEN_LETTER = re.compile(f"(?<![`\\\\])([{''.join(_SPACING_ACCENTS)}])([^\\W\\d_])")
+_DOTLESS = {"ı": "i", "ȷ": "j"}  # TeX puts accents on dotless i and j: "na¨ıve"
+_NOT_OVERLAY = re.compile("\u0338( ?)(\\S)")  # TeX's \not: the slash comes before its symbol
 
 
 def is_cjk(char: str) -> bool:
@@ -30,13 +40,23 @@ def is_cjk(char: str) -> bool:
     return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
 
 
+def attach_accents(text: str) -> str:
+    """Accents extracted apart from their letters, put back on them: "Schr¨odinger" ->
+    "Schrödinger", "Maˇr´ık" -> "Mařík", "i̸ = j" -> "i ≠ j" (PyMuPDF will not: its issue #4151)."""
+    text = _ACCENT_THEN_LETTER.sub(
+        lambda m: unicodedata.normalize("NFC", _DOTLESS.get(m[2], m[2]) + _SPACING_ACCENTS[m[1]]), text
+    )
+    return _NOT_OVERLAY.sub(lambda m: m[1] + unicodedata.normalize("NFC", m[2] + "\u0338"), text)
+
+
 def nfkc(text: str) -> str:
-    """NFKC, except full-width punctuation, which is how Chinese text writes "，" and "：".
+    """NFKC, except full-width punctuation, which is how Chinese text writes "，" and "："; accents
+    extracted apart from their letters are attached first (`attach_accents`).
 
     Plain NFKC would turn "第三行补充：" into "第三行补充:" and teach two spellings of Chinese
     punctuation; full-width letters and digits are still folded to ASCII.
     """
-    pieces = _FULLWIDTH_PUNCT.split(text)
+    pieces = _FULLWIDTH_PUNCT.split(attach_accents(text))
     return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(pieces))
 
 
