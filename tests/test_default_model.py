@@ -3,7 +3,7 @@
 Words of held-out prose (the last tenth of the corpus sentences, never in training) are drawn
 black on white in the manuals' font (Latin Modern), centred on the model's 64 px input, and read
 back with the command-line defaults (4 beams, from the model's generation_config.json).
-Measured (docs/default-model.md): mean CER 0.135 on these 64 lines, 45 of them read exactly; the
+Measured (docs/default-model.md): mean CER 0.130 on these 64 lines, 45 of them read exactly; the
 bound leaves a margin for the thread-count noise of float32 matmuls and is far below what a
 reader that ignores the image gets (the last test).
 """
