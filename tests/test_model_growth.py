@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import tiny_model_config
 from test_model_vary import make, page, prompts
-from vary.model import deepen, ocr_conversation
+from vary.model import build_model, deepen, ocr_conversation
 from vary.model.growth import deepened_state
 
 PARTS = {"tiny": ("vocabulary", "language_model"), "base": ("language_model",)}
@@ -15,6 +16,10 @@ PARTS = {"tiny": ("vocabulary", "language_model"), "base": ("language_model",)}
 @pytest.mark.parametrize("kind", ["tiny", "base"])  # OPT + SAM; Qwen2 (no output biases) + CLIP
 def test_deepened_model_reads_exactly_as_before(tokenizer, kind):
     model, processor = make(kind, tokenizer)
+    with torch.no_grad():  # trained norms: with unit scales and zero shifts even post-norm would pass
+        for name, weight in model.named_parameters():
+            if "norm" in name:
+                weight.add_(0.3 * torch.randn_like(weight))
     grown = deepen(model, 3, PARTS[kind]).eval()
     text, vision = grown.config.text_config, grown.config.vision_config
     assert text.num_hidden_layers == 3 * model.config.text_config.num_hidden_layers
@@ -52,3 +57,12 @@ def test_layers_it_cannot_make_identities_are_refused():
         deepened_state(state, 2, ("language_model",))
     with pytest.raises(ValueError, match="cannot deepen 'clip'"):
         deepen(None, 2, ("clip",))
+
+
+def test_post_norm_language_models_are_refused(tokenizer):
+    spec = tiny_model_config("tiny")
+    spec.language_model |= {"do_layer_norm_before": False}  # OPT-350m's layout: x + f(x), then norm
+    model = build_model(spec, tokenizer)
+    with pytest.raises(ValueError, match="post-norm"):
+        deepen(model, 2)
+    assert deepen(model, 2, ("vocabulary",)).config.vision_config.num_hidden_layers == 4

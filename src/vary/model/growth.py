@@ -38,6 +38,8 @@ def deepen(
         raise ValueError(f"cannot deepen {unknown[0]!r}: parts are {sorted(PART_LAYERS)}")
     if factor < 1:
         raise ValueError(f"deepen factor must be >= 1, got {factor}")
+    if "language_model" in parts and getattr(model.config.text_config, "do_layer_norm_before", True) is False:
+        raise ValueError("cannot deepen a post-norm language model: its layers normalise after the residual")
     config = deepened_config(model.config, factor, parts)
     grown = type(model)(config).to(model.dtype)
     grown.load_state_dict(deepened_state(model.state_dict(), factor, parts))
