@@ -101,3 +101,15 @@ def test_default_model_recipe_sizes(monkeypatch):
     assert model.config.num_image_tokens == 16 and model.config.image_resize == "pad"
     assert tokenizer.tokenize("crops") == list("crops")
     assert 2e6 < sum(p.numel() for p in model.parameters()) < 2.5e6
+
+
+def test_every_default_model_stage_config_loads(monkeypatch):
+    """The recipe's stages (docs/default-model.md) parse, each continuing from the one before."""
+    monkeypatch.chdir(ROOT)
+    paths = sorted((ROOT / "configs").glob("default-model-stage*.yaml"))
+    stages = {int(p.stem.removeprefix("default-model-stage")): load_train_config(p) for p in paths}
+    assert sorted(stages) == list(range(2, 8))
+    for n, cfg in stages.items():
+        previous = "out/default-model" if n == 2 else f"out/default-model-stage{n - 1}"
+        assert cfg.init_from == f"{previous}/model" and cfg.output_dir == f"out/default-model-stage{n}"
+    assert stages[7].deepen == 2 and all(cfg.deepen == 1 for n, cfg in stages.items() if n < 7)
