@@ -181,13 +181,12 @@ def with_margin(
 
 
 def crop_box(
-    words: Sequence[Piece], others: Sequence[Piece], line_height: float
+    box: tuple[float, float, float, float], others: Sequence[Piece], line_height: float
 ) -> tuple[float, float, float, float] | None:
-    """The words' box `with_margin`, shrunk off every other piece; None if one stays inside.
+    """The words' union `box` `with_margin`, shrunk off every other piece; None if one stays inside.
 
     Only pieces that overlap that first box can matter (the crop only shrinks).
     """
-    box = union(words)
     x0, y0, x1, y1 = with_margin(box, line_height)
     for other in others:
         o = other.rect
@@ -321,7 +320,7 @@ def page_regions(
         reason = check(text) or (None if _fits(box, line_height, cfg) else "too_wide")
         if not reason:  # the text checks first: they are cheap, the crop looks at its neighbours
             others = [p for p in index.overlapping(with_margin(box, line_height)) if id(p) not in mine]
-            crop = crop_box(words, others, line_height)
+            crop = crop_box(box, others, line_height)
             reason = "overlaps_text" if crop is None else None
         if not reason:
             graphics = graphics_boxes(page) if graphics is None else graphics

@@ -44,8 +44,7 @@ def deepen(
     grown = type(model)(config).to(model.dtype)
     grown.load_state_dict(deepened_state(model.state_dict(), factor, parts))
     grown.generation_config = copy.deepcopy(model.generation_config)
-    grown.freeze_towers(model.config.frozen_towers)
-    return grown
+    return grown  # frozen as `model` was: its constructor follows config.frozen_towers
 
 
 def deepened_config(config: VaryConfig, factor: int, parts: tuple[str, ...]) -> VaryConfig:
