@@ -86,7 +86,7 @@ def test_ocr_beam_search_from_the_model_folder(inputs, tmp_path, capsys):
     assert capsys.readouterr().out == pipeline(image, options=GenerationOptions(6, num_beams=3)).text + "\n"
     assert main(["ocr", str(image), "--model", str(model), "--num-beams", "1", *FAST]) == 0
     assert capsys.readouterr().out == pipeline(image, options=GenerationOptions(6, num_beams=1)).text + "\n"
-    (page,) = iter_pages(image, pipeline.input_size)
+    (page,) = iter_pages(image, pipeline.rendering)
     with pytest.raises(ValueError, match="stream one page with num_beams=1"):
         pipeline.run([page], [conversation()], GenerationOptions(6), TextStreamer(pipeline.tokenizer))
     assert main(["ocr", str(image), "--model", str(model), "--num-beams", "0", *FAST]) == 2

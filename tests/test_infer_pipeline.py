@@ -19,9 +19,17 @@ import torch
 from PIL import Image
 
 from conftest import CORPUS, tiny_model_config
+from test_infer_layout import draw_page
 from vary.inference import ChatUnsupported, GenerationOptions, PageSelection, VaryPipeline
-from vary.inference.pipeline import resolve_device, resolve_dtype
-from vary.inference.sources import InputError, iter_pages, render_page
+from vary.inference.layout import page_layout
+from vary.inference.pipeline import (
+    CROPS_PER_CALL,
+    LINE_PAGE_SIDE,
+    conversation,
+    resolve_device,
+    resolve_dtype,
+)
+from vary.inference.sources import InputError, PageInput, Rendering, iter_pages, render_page
 from vary.model import TokenizerConfig, build_model, build_tokenizer, save_pretrained
 from vary.model.tokenizer import IM_END
 
@@ -103,7 +111,7 @@ def test_pdf_page_selection(base, tmp_path):
     results = base(pdf, pages=PageSelection.parse("2-"), options=SHORT)
     assert [(r.source, r.page) for r in results] == [(str(pdf), 2), (str(pdf), 3)]
     with pymupdf.open(pdf) as document:
-        by_hand = [base(render_page(document[n], base.input_size), options=SHORT) for n in range(3)]
+        by_hand = [base(render_page(document[n], base.rendering), options=SHORT) for n in range(3)]
         page_object = base(document[2], options=SHORT)  # a PyMuPDF page is one input
     assert [r.token_ids for r in results] == [by_hand[1].token_ids, by_hand[2].token_ids]
     assert by_hand[0].token_ids != by_hand[1].token_ids
@@ -125,8 +133,44 @@ def test_page_selection_parsing():
 
 def test_pdf_render_size(tmp_path):
     pdf = make_pdf(tmp_path / "doc.pdf", [1])
-    (page,) = iter_pages(pdf, 64)
+    (page,) = iter_pages(pdf, Rendering(64))
     assert page.image.size == (64, 64) and page.image.mode == "RGB"
+    (page,) = iter_pages(pdf, Rendering(200, square=False))  # a 300 x 400 pt page, its aspect kept
+    assert page.image.size == (150, 200)
+
+
+@pytest.fixture
+def line_reader() -> VaryPipeline:
+    """The tiny random Vary-tiny, told it was trained on one-line crops (as the built-in model)."""
+    reader = VaryPipeline.from_pretrained(saved_model("tiny"))
+    reader.model.config.line_height = [15, 22]
+    return reader
+
+
+def test_a_line_reader_reads_a_page_crop_by_crop(line_reader):
+    page = draw_page([["alpha beta", "gamma delta", "epsilon"], ["one two", "three", "four"]])
+    layout = page_layout(page, [15, 22], line_reader.input_size)
+    crops = [PageInput(crop, "<image>") for crop in layout.crops(page, line_reader.input_size)]
+    assert 6 <= len(crops) <= CROPS_PER_CALL
+    by_hand = line_reader.generate(crops, [conversation()] * len(crops), SHORT)
+    result = line_reader(page, options=SHORT)
+    assert result.token_ids == [token for crop in by_hand for token in crop.token_ids]
+    assert result.text == layout.join([crop.text for crop in by_hand])
+    assert result.text.count("\n\n") >= 1 and result.batch_size == len(crops)  # two columns
+    assert result.prompt_tokens == sum(crop.prompt_tokens for crop in by_hand)
+
+
+def test_a_line_reader_draws_pdf_pages_at_their_aspect(line_reader, tmp_path):
+    assert line_reader.rendering == Rendering(LINE_PAGE_SIDE, square=False)
+    (page,) = iter_pages(make_pdf(tmp_path / "doc.pdf", [1]), line_reader.rendering)
+    assert page.image.size == (LINE_PAGE_SIDE * 3 // 4, LINE_PAGE_SIDE)
+
+
+def test_a_line_reader_takes_no_question_and_streams_nothing(line_reader):
+    with pytest.raises(ChatUnsupported, match="line by line"):
+        line_reader(noise(1), "What is this?")
+    with pytest.raises(ValueError, match="line by line"):
+        line_reader.stream([PageInput(noise(1), "<image>")], options=SHORT, streamer=object()).__next__()
 
 
 def test_result_flags_and_json(base):

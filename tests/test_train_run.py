@@ -101,7 +101,8 @@ def run_cli(log: Path, *args: str) -> subprocess.Popen:
 
 
 def test_a_short_run_learns_and_saves_a_loadable_model(data, tmp_path):
-    cfg = config(data, tmp_path, optim=optim(30, batch=8), generation=GenerationConfig(num_beams=3))
+    reads = GenerationConfig(num_beams=3, line_height=[15, 22])
+    cfg = config(data, tmp_path, optim=optim(30, batch=8), generation=reads)
     summary = train(dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, every=15)))
     curve = losses(tmp_path)
     evals = [m["heldout/loss"] for m in metrics(tmp_path) if "heldout/loss" in m]
@@ -116,6 +117,7 @@ def test_a_short_run_learns_and_saves_a_loadable_model(data, tmp_path):
         and tokenizer.get_vocab() == load_pretrained(tmp_path / "model")[1].get_vocab()
     )
     assert model.generation_config.num_beams == 3  # the folder's decoding default, for vary ocr / eval
+    assert model.config.line_height == [15, 22]  # it reads pages line by line
 
 
 def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):

@@ -103,8 +103,9 @@ def generation_options(args: argparse.Namespace) -> GenerationOptions:
 
 
 def terminal_streamer(pipeline: VaryPipeline, options: GenerationOptions) -> TextStreamer | None:
-    """Text shown as it is generated, where decoding has one sequence to show (no beam search)."""
-    if pipeline.num_beams(options) > 1:
+    """Text shown as it is generated, where decoding has one sequence to show (no beam search,
+    no page read line by line)."""
+    if pipeline.num_beams(options) > 1 or pipeline.line_height is not None:
         return None
     return TextStreamer(pipeline.tokenizer, skip_prompt=True, skip_special_tokens=True)
 
@@ -130,7 +131,7 @@ def run_ocr(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     # The bar counts files as they are read (failed ones too), a batch ahead of the model.
     files = progress(sources, desc="ocr", total=len(sources), unit="file") if len(sources) > 1 else sources
-    pages = readable_pages(files, pipeline.input_size, selection, errors, failures)
+    pages = readable_pages(files, pipeline.rendering, selection, errors, failures)
     results = pipeline.stream(
         pages, args.prompt, batch_size=1 if streaming else args.batch_size, options=options, streamer=streamer
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vary.inference.pipeline import PageResult
-from vary.inference.sources import InputError, PageInput, PageSelection, iter_pages
+from vary.inference.sources import InputError, PageInput, PageSelection, Rendering, iter_pages
 from vary.reporting import ErrorLog
 
 Format = Literal["text", "markdown", "json"]
@@ -39,12 +39,16 @@ class Document:
 
 
 def readable_pages(
-    sources: Iterable[Path], size: int, pages: PageSelection, errors: ErrorLog, failures: dict[str, str]
+    sources: Iterable[Path],
+    rendering: Rendering,
+    pages: PageSelection,
+    errors: ErrorLog,
+    failures: dict[str, str],
 ) -> Iterator[PageInput]:
     """Pages of every source; a file that fails is recorded (in `errors` and `failures`) and skipped."""
     for source in sources:
         try:
-            yield from iter_pages(source, size, pages)
+            yield from iter_pages(source, rendering, pages)
         except (InputError, OSError) as err:
             detail = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             message = detail.removeprefix(f"{source}: ")  # the log line names the file already

@@ -7,7 +7,10 @@
 
 Pages are batched with left padding, so every prompt ends where decoding starts and a batch
 gives the same greedy text as one page at a time. Each result says why decoding ended: the
-stop token, the token budget (`truncated`) or a loop (`repetition_stopped`).
+stop token, the token budget (`truncated`) or a loop (`repetition_stopped`). A small model
+trained on one-line crops (`VaryConfig.line_height`, the built-in model) reads each page line
+by line instead: the page is cut into crops (`vary.inference.layout`), they are read in batches
+and their texts joined into the page's result.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import torch
 from transformers import PreTrainedTokenizerBase, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from vary.inference.layout import page_layout
 from vary.inference.repetition import RepetitionGuard, RepetitionStop, find_loop
 from vary.inference.sources import (
     ALL_PAGES,
     FIRST_PAGE,
     PageInput,
     PageSelection,
+    Rendering,
     Source,
     is_pdf_file,
     iter_pages,
@@ -39,10 +44,13 @@ from vary.model.tokenizer import IM_END
 T = TypeVar("T")
 FinishReason = Literal["stop", "length", "repetition"]
 Conversation = list[dict[str, str]]
+CROPS_PER_CALL = 32  # one-line crops per generate call when a page is read line by line
+LINE_PAGE_SIDE = 2048  # px, long side of a PDF page read line by line (10 pt text: ~30 px lines)
 
 
 class ChatUnsupported(ValueError):
-    """Chat asked of a Vary-tiny model: its plain template has no turns to put a question in."""
+    """Chat asked of a Vary-tiny model (its plain template has no turns to put a question in),
+    or a question asked of a model that reads pages line by line."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +155,21 @@ class VaryPipeline:
 
     @property
     def input_size(self) -> int:
-        """Side of the square image the vision vocabulary reads; PDF pages are rendered at it."""
+        """Side of the square image the vision vocabulary reads (and of a crop read line by line)."""
         return self.processor.image_processor.vocabulary.size
+
+    @property
+    def line_height(self) -> list[int] | None:
+        """[smallest, largest] px per line of a model that reads pages line by line, else None."""
+        height = self.model.config.line_height
+        return None if height is None else list(height)
+
+    @property
+    def rendering(self) -> Rendering:
+        """How PDF pages are drawn for this model: its square input, or large at their own aspect."""
+        if self.line_height is None:
+            return Rendering(self.input_size)
+        return Rendering(LINE_PAGE_SIDE, square=False)
 
     def require_chat(self) -> None:
         if self.template != "chatml":
@@ -174,7 +195,7 @@ class VaryPipeline:
         """
         single = not isinstance(inputs, list | tuple)
         sources = [inputs] if single else list(inputs)
-        page_inputs = (page for source in sources for page in iter_pages(source, self.input_size, pages))
+        page_inputs = (page for source in sources for page in iter_pages(source, self.rendering, pages))
         results = list(self.stream(page_inputs, question, batch_size=batch_size, options=options))
         return results[0] if single and not is_pdf_file(inputs) else results
 
@@ -187,7 +208,7 @@ class VaryPipeline:
     ) -> PageResult:
         """Answer a question about one image, or a PDF's first page (Vary-base models)."""
         self.require_chat()
-        (page,) = iter_pages(image, self.input_size, FIRST_PAGE)
+        (page,) = iter_pages(image, self.rendering, FIRST_PAGE)
         (result,) = self.run([page], [conversation(question)], options, streamer)
         return result
 
@@ -204,8 +225,49 @@ class VaryPipeline:
         for batch in batched(pages, batch_size):
             yield from self.run(batch, [conversation(question)] * len(batch), options, streamer)
 
-    @torch.inference_mode()
     def run(
+        self,
+        pages: Sequence[PageInput],
+        conversations: Sequence[Conversation],
+        options: GenerationOptions = DEFAULT_OPTIONS,
+        streamer: BaseStreamer | None = None,
+    ) -> list[PageResult]:
+        """Page i read with conversation i: in one batched generate call, or line by line."""
+        if self.line_height is None:
+            return self.generate(pages, conversations, options, streamer)
+        if streamer is not None:
+            raise ValueError(f"model {self.name!r} reads line by line: it has no one sequence to stream")
+        pairs = zip(pages, conversations, strict=True)
+        return [self.read_lines(page, turns, options) for page, turns in pairs]
+
+    def read_lines(self, page: PageInput, turns: Conversation, options: GenerationOptions) -> PageResult:
+        """One page cut into one-line crops (`vary.inference.layout`), read in batches, joined."""
+        if turns != conversation():
+            raise ChatUnsupported(f"model {self.name!r} reads pages line by line: it takes no question")
+        start = time.perf_counter()
+        layout = page_layout(page.image, self.line_height, self.input_size)
+        images = layout.crops(page.image, self.input_size)
+        crops = [PageInput(image, page.source, page.page) for image in images]
+        parts = [
+            part
+            for batch in batched(crops, CROPS_PER_CALL)
+            for part in self.generate(batch, [turns] * len(batch), options)
+        ]
+        reasons = {part.finish_reason for part in parts}
+        reason = next((r for r in ("repetition", "length") if r in reasons), "stop")
+        return PageResult(
+            text=layout.join([part.text for part in parts]),
+            token_ids=[token for part in parts for token in part.token_ids],
+            finish_reason=reason,
+            prompt_tokens=sum(part.prompt_tokens for part in parts),
+            seconds=time.perf_counter() - start,
+            batch_size=min(len(crops), CROPS_PER_CALL),
+            source=page.source,
+            page=page.page,
+        )
+
+    @torch.inference_mode()
+    def generate(
         self,
         pages: Sequence[PageInput],
         conversations: Sequence[Conversation],

@@ -47,7 +47,14 @@ from vary.inference.pipeline import (
     VaryPipeline,
     conversation,
 )
-from vary.inference.sources import InputError, PageInput, PageSelection, UnsupportedInput, iter_bytes
+from vary.inference.sources import (
+    InputError,
+    PageInput,
+    PageSelection,
+    Rendering,
+    UnsupportedInput,
+    iter_bytes,
+)
 
 
 class RequestError(Exception):
@@ -343,7 +350,7 @@ def create_app(
         except ValueError as err:
             raise RequestError(422, str(err)) from err
         found = await asyncio.to_thread(
-            _first_pages, data, name, pipeline.input_size, selection, limits.max_pages + 1
+            _first_pages, data, name, pipeline.rendering, selection, limits.max_pages + 1
         )
         if len(found) > limits.max_pages:
             raise RequestError(
@@ -369,6 +376,7 @@ def create_app(
             "template": pipeline.template,
             "device": str(pipeline.device),
             "input_size": pipeline.input_size,
+            "line_height": pipeline.line_height,
             "queued_pages": worker.queued,
             "limits": dataclasses.asdict(limits),
         }
@@ -418,10 +426,12 @@ def create_app(
     return app
 
 
-def _first_pages(data: bytes, name: str, size: int, pages: PageSelection, limit: int) -> list[PageInput]:
+def _first_pages(
+    data: bytes, name: str, rendering: Rendering, pages: PageSelection, limit: int
+) -> list[PageInput]:
     """Up to `limit` pages of an upload; 415 / 422 for what cannot be read."""
     try:
-        return list(itertools.islice(iter_bytes(data, name, size, pages), limit))
+        return list(itertools.islice(iter_bytes(data, name, rendering, pages), limit))
     except UnsupportedInput as err:
         raise RequestError(415, f"{err}: upload a PNG, JPEG, WebP, TIFF, BMP or GIF image, or a PDF") from err
     except InputError as err:

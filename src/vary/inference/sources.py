@@ -3,8 +3,10 @@
 Every input becomes one or more `PageInput`s (a PIL image plus where it came from). PDF pages are
 rendered straight at the model's square input size with a non-uniform scale: the image
 processor squashes every page to a square anyway, and rendering the vector page at that size
-is sharper than rendering at the page's aspect ratio and resampling. A file is recognised by
-its content (`%PDF-` magic, else PIL), not by its name.
+is sharper than rendering at the page's aspect ratio and resampling. A model that reads line by
+line (`VaryConfig.line_height`) gets pages at their own aspect instead, large enough to cut its
+crops from (`Rendering`). A file is recognised by its content (`%PDF-` magic, else PIL), not by
+its name.
 """
 
 from __future__ import annotations
@@ -32,6 +34,15 @@ class InputError(ValueError):
 
 class UnsupportedInput(InputError):
     """Content that is neither a PDF nor an image format PIL knows."""
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """How a PDF page becomes an image: squashed to a `size` x `size` square (the model's input),
+    or, with `square` False, at the page's own aspect with its longer side `size` px."""
+
+    size: int
+    square: bool = True
 
 
 @dataclass
@@ -98,23 +109,25 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def iter_pages(source: Source, size: int, pages: PageSelection = ALL_PAGES) -> Iterator[PageInput]:
+def iter_pages(source: Source, rendering: Rendering, pages: PageSelection = ALL_PAGES) -> Iterator[PageInput]:
     """The pages of one input, rendered lazily (a long PDF is never held in memory at once)."""
     if isinstance(source, Image.Image):
         yield PageInput(source, "<image>")
     elif isinstance(source, pymupdf.Page):
-        yield PageInput(render_page(source, size), source.parent.name or "<pdf>", source.number + 1)
+        yield PageInput(render_page(source, rendering), source.parent.name or "<pdf>", source.number + 1)
     else:
         path = Path(source)
         if path.is_dir():
             raise InputError(f"{path}: is a folder (pass its files, or use the CLI, which expands folders)")
-        yield from iter_bytes(path.read_bytes(), str(path), size, pages)
+        yield from iter_bytes(path.read_bytes(), str(path), rendering, pages)
 
 
-def iter_bytes(data: bytes, name: str, size: int, pages: PageSelection = ALL_PAGES) -> Iterator[PageInput]:
+def iter_bytes(
+    data: bytes, name: str, rendering: Rendering, pages: PageSelection = ALL_PAGES
+) -> Iterator[PageInput]:
     """Pages of a file's content: a PDF (selected pages) or a single image."""
     if data.startswith(PDF_MAGIC):
-        yield from _pdf_pages(data, name, size, pages)
+        yield from _pdf_pages(data, name, rendering, pages)
     else:
         yield PageInput(_open_image(data, name), name)
 
@@ -127,15 +140,21 @@ def is_pdf_file(source: Source) -> bool:
         return f.read(len(PDF_MAGIC)) == PDF_MAGIC
 
 
-def render_page(page: pymupdf.Page, size: int) -> Image.Image:
-    """A PDF page drawn on a white `size` x `size` RGB canvas (the model's input)."""
-    scale = pymupdf.Matrix(size / page.rect.width, size / page.rect.height)
+def render_page(page: pymupdf.Page, rendering: Rendering) -> Image.Image:
+    """A PDF page drawn on a white RGB canvas, as `rendering` says."""
+    width, height = page.rect.width, page.rect.height
+    if rendering.square:
+        size = (rendering.size, rendering.size)
+    else:
+        zoom = rendering.size / max(width, height)
+        size = (max(1, round(width * zoom)), max(1, round(height * zoom)))
+    scale = pymupdf.Matrix(size[0] / width, size[1] / height)
     pixmap = page.get_pixmap(matrix=scale, alpha=False, colorspace=pymupdf.csRGB)
     image = Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
-    return image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BICUBIC)
+    return image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
 
 
-def _pdf_pages(data: bytes, name: str, size: int, pages: PageSelection) -> Iterator[PageInput]:
+def _pdf_pages(data: bytes, name: str, rendering: Rendering, pages: PageSelection) -> Iterator[PageInput]:
     try:
         document = pymupdf.open(stream=data, filetype="pdf")
     except Exception as err:  # MuPDF raises its own error types for every kind of damage
@@ -148,7 +167,7 @@ def _pdf_pages(data: bytes, name: str, size: int, pages: PageSelection) -> Itera
             raise InputError(f"{name}: no selected page exists (the PDF has {document.page_count} pages)")
         for number in numbers:
             try:
-                image = render_page(document[number - 1], size)
+                image = render_page(document[number - 1], rendering)
             except Exception as err:
                 raise InputError(f"{name}: page {number} cannot be rendered ({_one_line(err)})") from err
             yield PageInput(image, name, number)

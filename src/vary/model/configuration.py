@@ -16,6 +16,12 @@ from transformers.configuration_utils import SubConfigSpec
 TOWERS = ("vocabulary", "clip")
 
 
+def check_line_height(line_height: list[int] | tuple[int, ...] | None) -> None:
+    """A line height range is None or [smallest, largest], both positive pixels."""
+    if line_height is not None and not (len(line_height) == 2 and 0 < line_height[0] <= line_height[1]):
+        raise ValueError(f"line_height must be [smallest, largest] px, not {list(line_height)}")
+
+
 @strict
 class VaryConfig(PreTrainedConfig):
     """Vary model: vision vocabulary (+ optional CLIP) -> linear projectors -> causal LM.
@@ -31,6 +37,10 @@ class VaryConfig(PreTrainedConfig):
         or "pad" (centred on its border colour, aspect kept; small models trained on square crops).
     frozen_towers: vision towers whose weights are frozen ("vocabulary", "clip"); Vary-base
         freezes both, Vary-tiny none.
+    line_height: [smallest, largest] px per text line of the one-line crops a small model was
+        trained on (`vary data pdf --unit region`). Set, the model reads a page line by line,
+        each line cut into crops drawn at that height (`vary.inference.layout`); None (every
+        model of the paper's size) reads the whole page at once.
     """
 
     model_type = "vary"
@@ -52,6 +62,7 @@ class VaryConfig(PreTrainedConfig):
     image_resize: Literal["stretch", "pad"] = "stretch"
     frozen_towers: list[str] | tuple[str, ...] = ()
     template: Literal["plain", "chatml"] = "plain"
+    line_height: list[int] | tuple[int, ...] | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -61,6 +72,7 @@ class VaryConfig(PreTrainedConfig):
             raise ValueError(f"frozen_towers: unknown tower(s) {sorted(unknown)}; known: {list(TOWERS)}")
         if "clip" in self.frozen_towers and self.clip_config is None:
             raise ValueError("frozen_towers names 'clip' but the model has no clip_config")
+        check_line_height(self.line_height)
 
     @property
     def num_image_tokens(self) -> int:

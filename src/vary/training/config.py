@@ -26,6 +26,7 @@ import yaml
 from vary.config import ConfigError, apply_override, from_dict, read_yaml
 from vary.data.lines import LinesConfig
 from vary.model import ModelConfig
+from vary.model.configuration import check_line_height
 
 Stage = Literal["tiny", "base-pretrain", "base-sft"]
 STAGE_LR = {"tiny": 5e-5, "base-pretrain": 5e-5, "base-sft": 1e-5}
@@ -108,14 +109,18 @@ class CheckpointConfig:
 
 @dataclass
 class GenerationConfig:
-    """How the trained model decodes by default: saved in its folder's generation_config.json,
-    which `vary ocr`, `vary eval` and `vary serve` follow unless told otherwise."""
+    """How the trained model reads by default, saved in its folder for `vary ocr`, `vary eval`
+    and `vary serve`: beams in generation_config.json, line height in config.json."""
 
     num_beams: int = 1  # 1: greedy; more: beam search (slower, often fewer errors on short lines)
+    # [smallest, largest] px per line of the one-line crops it learned from (`pdf.region_text_height`):
+    # pages are then read line by line (VaryConfig.line_height); unset keeps the init_from model's.
+    line_height: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.num_beams < 1:
             raise ValueError("generation.num_beams must be >= 1")
+        check_line_height(self.line_height)
 
 
 @dataclass

@@ -455,6 +455,8 @@ class Trainer:
         if self.main:
             model = a.unwrap_model(self.model)
             model.generation_config.num_beams = self.cfg.generation.num_beams
+            if self.cfg.generation.line_height is not None:
+                model.config.line_height = self.cfg.generation.line_height
             model.save_pretrained(self.output_dir / MODEL_DIR, state_dict=state_dict)
             self.tokenizer.save_pretrained(self.output_dir / MODEL_DIR)
         a.wait_for_everyone()

@@ -1,0 +1,297 @@
+"""A page image cut into the one-line crops a small model reads, and their texts joined again.
+
+The built-in default model sees 64 x 64 pixels: it was trained on crops of one short text line
+drawn at a line height in a known range (`vary data pdf --unit region`; `VaryConfig.line_height`),
+and a whole page shrunk to 64 px has no legible glyph. To read a page it is cut the classic way,
+by ink projection profiles (an XY-cut): rules and frames removed, columns at wide vertical
+gutters, text lines at empty rows, words at gaps wider than a letter gap. Each line is scaled
+into the training range and cut into pieces of consecutive words that fit the square; each
+piece is drawn on the page's paper colour with its x-height band in the middle, where the
+training crops have it. The pieces' texts are joined with spaces, lines with newlines, columns
+with a blank line.
+
+A page's lines are scaled from the page's typical line (robust); an image of one or two lines
+(a crop) has only its own few pixels of x-height to go by, so it is left at its size when that
+is already in the range, and a one-line crop that fits the square is read just as it is.
+
+This is only the reading order a profile gives: a table or a figure's labels come out row by
+row, and text lines that touch are read as one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from vary.data.regions import PAD
+
+INK_TO_LINE = 0.87  # ink height of a line with ascenders and descenders / its line height
+XHEIGHT = 0.5  # x-height / line height of Latin text (0.45-0.53 in the manuals' fonts)
+SLACK = 0.25  # a line height read off a few pixels of x-height is off by up to a quarter
+WORD_GAP = 0.25  # a gap this wide (in line heights) separates words; letters sit closer
+COLUMN_GAP = 2.0  # an empty strip this wide (in line heights) down the whole page separates columns
+PAGE_LINES = 3  # fewer lines: a crop (one column, no page to measure a typical line on)
+MIN_CONTRAST = 48  # grey levels between the darkest and lightest pixel of a page with any ink
+THIN = 0.4  # row runs thinner than this share of the median line are accents or dots
+TALL = 2.5  # a row run taller than this many median lines is a figure unless it is wide like text
+RULE = 1 / 8  # ink strokes longer than this share of the page's side are rules and frames,
+MIN_RULE = 48  # and at least this many px (so that a dash in a crop of one word stays)
+
+Span = tuple[int, int]  # [start, stop) in pixels
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Words of one line read in one crop; `glued` continues the previous piece's word."""
+
+    box: tuple[int, int, int, int]  # left, top, right, bottom of the ink, in page pixels
+    middle: float  # page row that goes to the middle of the crop (the x-height band's)
+    scale: float  # page pixels -> crop pixels
+    glued: bool = False
+
+
+@dataclass(frozen=True)
+class PageLayout:
+    """The pieces of a page, line by line; `blocks[i]` is the column of line i."""
+
+    lines: list[list[Piece]]
+    blocks: list[int]
+    paper: tuple[int, int, int]
+
+    @property
+    def pieces(self) -> list[Piece]:
+        return [piece for line in self.lines for piece in line]
+
+    def crops(self, image: Image.Image, side: int) -> list[Image.Image]:
+        """Every piece as the model's input: scaled, centred on a `side` x `side` square of paper."""
+        rgb = image.convert("RGB")
+        return [crop(rgb, piece, side, self.paper) for piece in self.pieces]
+
+    def join(self, texts: Sequence[str]) -> str:
+        """The pieces' texts (in `pieces` order) as the page's text."""
+        if len(texts) != len(self.pieces):
+            raise ValueError(f"{len(texts)} texts for {len(self.pieces)} pieces")
+        remaining = iter(texts)
+        out: list[str] = []
+        for number, line in enumerate(self.lines):
+            if number and self.blocks[number] != self.blocks[number - 1]:
+                out.append("")
+            words = ""
+            for piece in line:
+                text = next(remaining).strip()
+                words += text if piece.glued or not words else " " + text
+            out.append(words)
+        return "\n".join(out)
+
+
+def runs(profile: np.ndarray) -> list[Span]:
+    """[start, stop) of each run of True in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], profile.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def split_words(letters: Sequence[Span], min_gap: float) -> list[list[Span]]:
+    """Spans grouped at gaps of at least `min_gap` (letters into words, words into columns)."""
+    words: list[list[Span]] = []
+    for span in letters:
+        if words and span[0] - words[-1][-1][1] < min_gap:
+            words[-1].append(span)
+        else:
+            words.append([span])
+    return words
+
+
+def ink_mask(gray: np.ndarray) -> np.ndarray:
+    """Ink pixels of a greyscale page (dark on light, or light on dark), by Otsu's threshold."""
+    if np.median(gray) < 128:
+        gray = 255 - gray
+    if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:
+        return np.zeros(gray.shape, dtype=bool)
+    counts = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256)
+    below = np.cumsum(counts)
+    mass = np.cumsum(counts * levels)
+    above = below[-1] - below
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mass[-1] * below / below[-1] - mass) ** 2 / (below * above)
+    threshold = int(np.nanargmax(between[:-1]))
+    return gray <= threshold
+
+
+def strokes(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Pixels of `mask` inside unbroken runs of at least `length` along `axis`."""
+    mask = np.moveaxis(mask, axis, -1)
+    zero = np.zeros((*mask.shape[:-1], 1), dtype=np.int32)
+    total = np.concatenate([zero, np.cumsum(mask, axis=-1, dtype=np.int32)], axis=-1)
+    starts = (total[..., length:] - total[..., :-length]) == length  # windows that are all ink
+    covered = np.concatenate([zero, np.cumsum(starts, axis=-1, dtype=np.int32)], axis=-1)
+    first = np.clip(np.arange(mask.shape[-1]) - length + 1, 0, None)
+    last = np.clip(np.arange(mask.shape[-1]) + 1, None, starts.shape[-1])
+    return np.moveaxis(covered[..., last] - covered[..., first] > 0, -1, axis)
+
+
+def without_rules(mask: np.ndarray) -> np.ndarray:
+    """The ink mask with long straight strokes (table rules, frames, underlines) removed."""
+    length = max(MIN_RULE, round(RULE * min(mask.shape)))
+    return mask & ~strokes(mask, length, axis=0) & ~strokes(mask, length, axis=1)
+
+
+def text_lines(mask: np.ndarray, median: float | None = None) -> list[Span]:
+    """Rows of each text line: runs of inked rows; thin runs nearby (accents, dots) join their
+    line, and runs over TALL lines that are not wide like text (figures) are left out.
+    `median`: the page's typical line height (measured here if not given)."""
+    spans = runs(mask.any(axis=1))
+    if not spans:
+        return []
+    median = median or line_median(mask, spans)
+    lines = [span for span in spans if span[1] - span[0] >= THIN * median]
+    for start, stop in (span for span in spans if span[1] - span[0] < THIN * median):
+        gaps = [max(top - stop, start - bottom) for top, bottom in lines]
+        if gaps and min(gaps) < median / 2:
+            near = int(np.argmin(gaps))
+            lines[near] = (min(lines[near][0], start), max(lines[near][1], stop))
+    return [
+        (top, bottom) for top, bottom in lines if bottom - top <= TALL * median or _wide(mask[top:bottom])
+    ]
+
+
+def line_median(mask: np.ndarray, spans: Sequence[Span]) -> float:
+    """Median height of the row runs, each weighted by its width (inked columns): dots and
+    accents barely count, and a large title counts no more than a line of body text."""
+    heights = np.array([stop - start for start, stop in spans])
+    weights = np.array([mask[start:stop].any(axis=0).sum() for start, stop in spans])
+    order = np.argsort(heights)
+    middle = np.searchsorted(np.cumsum(weights[order]), weights.sum() / 2)
+    return float(heights[order][middle])
+
+
+def _wide(band: np.ndarray) -> bool:
+    """Whether a tall band's ink is a line of large text (twice as wide as tall), not a figure."""
+    columns = np.flatnonzero(band.any(axis=0))
+    return columns.size > 0 and columns[-1] - columns[0] >= 2 * band.shape[0]
+
+
+def columns(mask: np.ndarray, line_height: float) -> list[Span]:
+    """Columns of the page: inked stretches between empty strips at least COLUMN_GAP lines wide."""
+    strips = split_words(runs(mask.any(axis=0)), COLUMN_GAP * line_height)
+    return [(strip[0][0], strip[-1][1]) for strip in strips]
+
+
+def pack(spans: Sequence[Span], fits: Callable[[int, int], bool]) -> list[Span]:
+    """Consecutive spans joined greedily into as few groups as `fits(left, right)` allows."""
+    groups: list[Span] = []
+    for left, right in spans:
+        if groups and fits(groups[-1][0], right):
+            groups[-1] = (groups[-1][0], right)
+        else:
+            groups.append((left, right))
+    return groups
+
+
+def fit_pieces(
+    words: Sequence[Sequence[Span]], rows: Span, middle: float, scale: float, smallest: float, width: float
+) -> list[Piece]:
+    """A line's words (each a list of its letters' spans) packed into pieces that fit the square.
+
+    Words are packed as they fit at `scale`. A word too wide alone is drawn smaller, down to the
+    `smallest` scale (training crops too were shrunk to fit), or else cut between letters into
+    parts glued to each other; a group of touching letters still too wide is cut evenly.
+    """
+
+    def fits(left: float, right: float, at: float = scale) -> bool:
+        return (right - left) * at <= width
+
+    def piece(left: float, right: float, glued: bool = False) -> Piece:
+        box = (round(left), rows[0], round(right), rows[1])
+        return Piece(box, middle, min(scale, width / (right - left)), glued)
+
+    pieces: list[Piece] = []
+    for left, right in pack([(word[0][0], word[-1][1]) for word in words], fits):
+        if fits(left, right, smallest):
+            pieces.append(piece(left, right))
+            continue
+        letters = [span for word in words for span in word if left <= span[0] < right]
+        for start, stop in pack(letters, fits):
+            cuts = np.linspace(start, stop, math.ceil((stop - start) * scale / width) + 1)
+            pieces += [piece(a, b, glued=bool(a > left)) for a, b in itertools.pairwise(cuts)]
+    return pieces
+
+
+def x_band(band: np.ndarray) -> Span:
+    """Rows of a text line's x-height band: at least half as inked as the busiest row. Its
+    height gives the line height whichever letters have ascenders or descenders, and its
+    middle is where a training crop has the middle of its square."""
+    counts = band.sum(axis=1)
+    rows = np.flatnonzero(counts >= counts.max() / 2)
+    return int(rows[0]), int(rows[-1]) + 1
+
+
+def line_px(x_height: int, ink: int, page_median: float | None) -> float:
+    """A text line's height, from its x-height band, but at least its ink (a line is as tall
+    as its ascenders and descenders) and at most what an ink only x-high allows. On a page, at
+    least the page's typical line: a line without descenders is not smaller text."""
+    height = min(max(x_height / XHEIGHT, ink), ink / XHEIGHT)
+    return height if page_median is None else max(height, page_median / INK_TO_LINE)
+
+
+def scales(height: float, line_height: Sequence[int], keep: bool) -> tuple[float, float]:
+    """(scale, smallest scale) for a line `height` px tall: to the middle of the training range,
+    or, with `keep`, as it is while in the range (give or take the estimate's error), since the
+    model learned every height in it. The smallest scale gives the range's bottom."""
+    low, high = line_height
+    inside = (1 - SLACK) * low <= height <= (1 + SLACK) * high
+    scale = 1.0 if keep and inside else (low + high) / 2 / height
+    return scale, min(scale, low / height)
+
+
+def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> PageLayout:
+    """The pieces of `image` for a model trained on `side`-px crops of lines `line_height` px tall
+    ([smallest, largest])."""
+    rgb = np.asarray(image.convert("RGB"))
+    paper = tuple(int(v) for v in np.median(rgb.reshape(-1, 3), axis=0))
+    mask = without_rules(ink_mask(np.asarray(image.convert("L"))))
+    all_lines = text_lines(mask)
+    if not all_lines:
+        return PageLayout([], [], paper)
+    median = line_median(mask, all_lines)
+    width = side * (1 - 2 * PAD)
+    lines: list[list[Piece]] = []
+    blocks: list[int] = []
+    page = len(all_lines) >= PAGE_LINES
+    strips = columns(mask, median) if page else [(0, mask.shape[1])]
+    for block, (left, right) in enumerate(strips):
+        for top, bottom in text_lines(mask[:, left:right], median):
+            band = mask[top:bottom, left:right]
+            start, stop = x_band(band)
+            height = line_px(stop - start, bottom - top, median if page else None)
+            letters = [(a + left, b + left) for a, b in runs(band.any(axis=0))]
+            words = split_words(letters, WORD_GAP * height)
+            middle = top + (start + stop) / 2
+            scale, smallest = scales(height, line_height, keep=not page)
+            lines.append(fit_pieces(words, (top, bottom), middle, scale, smallest, width))
+            blocks.append(block)
+    if (
+        not page
+        and len(lines) == 1
+        and len(lines[0]) == 1
+        and lines[0][0].scale == 1
+        and max(image.size) <= side
+    ):
+        # already a crop the model reads: cutting it to its ink would only move its text
+        return PageLayout([[Piece((0, 0, *image.size), image.size[1] / 2, 1.0)]], [0], paper)
+    return PageLayout(lines, blocks, paper)
+
+
+def crop(image: Image.Image, piece: Piece, side: int, paper: tuple[int, int, int]) -> Image.Image:
+    """One piece of an RGB page, scaled and centred on a `side` x `side` square of paper colour."""
+    left, top, right, bottom = piece.box
+    size = (max(1, round((right - left) * piece.scale)), max(1, round((bottom - top) * piece.scale)))
+    ink = image.crop(piece.box).resize(size, Image.Resampling.BICUBIC)
+    square = Image.new("RGB", (side, side), paper)
+    square.paste(ink, ((side - size[0]) // 2, round(side / 2 - (piece.middle - top) * piece.scale)))
+    return square

@@ -1,0 +1,125 @@
+"""vary.inference.layout on drawn pages: columns, lines, words, scale and placement of the crops."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from vary.data.regions import PAD
+from vary.inference.layout import INK_TO_LINE, PageLayout, Piece, ink_mask, page_layout, x_band
+
+FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSerif.ttf"
+LINE_HEIGHT = [15, 22]  # the built-in model's training range
+SIDE = 64
+
+
+def draw_page(
+    columns: list[list[str]], size: int = 24, page: tuple[int, int] = (900, 400), ink: str = "black"
+) -> Image.Image:
+    """Columns of text lines, 1.5 lines apart, columns 450 px apart, on white (or `ink` on black)."""
+    image = Image.new("RGB", page, "white" if ink == "black" else "black")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(str(FONT), size)
+    for number, lines in enumerate(columns):
+        for row, text in enumerate(lines):
+            draw.text((30 + 450 * number, 30 + row * 1.5 * size), text, fill=ink, font=font)
+    return image
+
+
+def read_back(layout: PageLayout, texts_by_line: list[str]) -> str:
+    """The join of a layout whose every line is one piece, given each line's true text."""
+    assert [len(line) for line in layout.lines] == [1] * len(texts_by_line)
+    return layout.join(texts_by_line)
+
+
+LEFT = ["alpha beta", "gamma delta", "epsilon"]
+RIGHT = ["one two", "three", "four five"]
+
+
+def test_columns_then_lines_in_reading_order() -> None:
+    layout = page_layout(draw_page([LEFT, RIGHT]), LINE_HEIGHT, side=1024)  # a side every line fits
+    assert layout.blocks == [0, 0, 0, 1, 1, 1]
+    assert read_back(layout, LEFT + RIGHT) == "\n".join(LEFT) + "\n\n" + "\n".join(RIGHT)
+
+
+def test_pieces_break_at_word_gaps_and_fit_the_square() -> None:
+    image = draw_page([["aa bb cc dd ee ff gg hh", "ii jj kk", "ll"]])
+    mask = ink_mask(np.asarray(image.convert("L")))
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    first = layout.lines[0]
+    assert len(first) > 1 and not any(piece.glued for piece in first)
+    for piece, following in itertools.pairwise(first):
+        _, top, right, bottom = piece.box
+        assert right < following.box[0] and not mask[top:bottom, right : following.box[0]].any()
+    for piece in layout.pieces:
+        assert (piece.box[2] - piece.box[0]) * piece.scale <= SIDE * (1 - 2 * PAD) + 1e-6
+
+
+def test_a_word_too_wide_is_cut_between_letters() -> None:
+    image = draw_page([["internationalization", "x", "y"]], size=40)
+    mask = ink_mask(np.asarray(image.convert("L")))
+    word = page_layout(image, LINE_HEIGHT, SIDE).lines[0]
+    assert len(word) > 1 and not word[0].glued and all(piece.glued for piece in word[1:])
+    for piece in word[:-1]:
+        _, top, right, bottom = piece.box
+        assert not mask[top:bottom, right].any()  # a cut between letters, not through one
+    inked = np.flatnonzero(mask[word[0].box[1] : word[0].box[3]].any(axis=0))
+    assert (word[0].box[0], word[-1].box[2]) == (inked[0], inked[-1] + 1)  # the whole word, once
+
+
+@pytest.mark.parametrize("size", [10, 24, 60])
+def test_page_lines_are_drawn_inside_the_training_range(size: int) -> None:
+    image = draw_page([["example", "heights", "quietly"]], size=size, page=(700, 300))
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    for crop in layout.crops(image, SIDE):  # each word has ascenders and descenders: ink = a line
+        mask = ink_mask(np.asarray(crop.convert("L")))
+        rows = np.flatnonzero(mask.any(axis=1))
+        assert INK_TO_LINE * LINE_HEIGHT[0] - 1 <= rows[-1] + 1 - rows[0] <= LINE_HEIGHT[1]
+
+
+@pytest.mark.parametrize("words", [["abode", "bold", "hated"], ["pure", "gray", "query"]])
+def test_the_x_height_band_goes_to_the_middle_of_the_crop(words: list[str]) -> None:
+    """As in training crops, whatever the letters: ascenders only, descenders only."""
+    image = draw_page([words], page=(400, 300))
+    for crop in page_layout(image, LINE_HEIGHT, SIDE).crops(image, SIDE):
+        start, stop = x_band(ink_mask(np.asarray(crop.convert("L"))))
+        assert (start + stop) / 2 == pytest.approx(SIDE / 2, abs=1)
+
+
+def test_a_one_line_crop_in_the_training_range_is_read_as_it_is() -> None:
+    image = draw_page([["word"]], size=17, page=(60, SIDE))
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    assert layout.pieces == [Piece((0, 0, 60, SIDE), SIDE / 2, 1.0)]
+    (crop,) = layout.crops(image, SIDE)
+    assert np.array_equal(np.asarray(crop)[:, 2:62], np.asarray(image))  # centred, not moved
+    larger = page_layout(draw_page([["word"]], size=40, page=(200, SIDE)), LINE_HEIGHT, SIDE)
+    assert larger.pieces[0].scale < 1  # out of the range: scaled and cut to its ink
+
+
+def test_frames_rules_and_figures_are_not_read() -> None:
+    image = draw_page([LEFT], page=(500, 300))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((10, 10, 490, 160), outline="black", width=2)  # a frame around the text
+    draw.line((20, 200, 480, 200), fill="black", width=3)  # a rule below it
+    draw.rectangle((200, 220, 280, 295), fill="black")  # a figure
+    layout = page_layout(image, LINE_HEIGHT, side=1024)
+    assert read_back(layout, LEFT) == "\n".join(LEFT)
+
+
+def test_light_text_on_dark_paper_reads_like_dark_on_light() -> None:
+    dark = page_layout(draw_page([LEFT, RIGHT]), LINE_HEIGHT, SIDE)
+    light = page_layout(draw_page([LEFT, RIGHT], ink="white"), LINE_HEIGHT, SIDE)
+    assert [piece.box for piece in light.pieces] == [piece.box for piece in dark.pieces]
+    assert light.paper == (0, 0, 0) and dark.paper == (255, 255, 255)
+
+
+def test_a_blank_page_has_no_pieces_and_joins_to_nothing() -> None:
+    layout = page_layout(Image.new("RGB", (300, 200), "white"), LINE_HEIGHT, SIDE)
+    assert layout.pieces == [] and layout.join([]) == ""
+    with pytest.raises(ValueError, match="1 texts for 0 pieces"):
+        layout.join(["stray"])
