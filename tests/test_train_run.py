@@ -244,6 +244,8 @@ def test_config_mistakes_are_one_line_errors(data, tmp_path, capsys):
     assert "global_batch_size 6 is not a multiple of micro_batch_size 4" in capsys.readouterr().err
     assert main(["train", str(path), "deepen=2"]) == 2
     assert "deepen 2: give a factor >= 1, and above 1 only with init_from" in capsys.readouterr().err
+    assert main(["train", str(path), "generation.line_height=[22,15]"]) == 2
+    assert "generation: line_height must be [smallest, largest] px, not [22, 15]" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="stage 'base-sft' needs a Vary-base model"):
         train(config(data, tmp_path / "out", stage="base-sft", model=tiny_model_config("tiny")))
 
