@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+import vary.inference.pipeline
 from conftest import CORPUS, tiny_model_config
 from test_infer_layout import draw_page
 from vary.inference import ChatUnsupported, GenerationOptions, PageSelection, VaryPipeline
@@ -25,6 +26,7 @@ from vary.inference.layout import page_layout
 from vary.inference.pipeline import (
     CROPS_PER_CALL,
     LINE_PAGE_SIDE,
+    MAX_LINE_PAGE_SIDE,
     conversation,
     resolve_device,
     resolve_dtype,
@@ -158,6 +160,19 @@ def test_a_line_reader_reads_a_page_crop_by_crop(line_reader):
     assert result.text == layout.join([crop.text for crop in by_hand])
     assert result.text.count("\n\n") >= 1 and result.batch_size == len(crops)  # two columns
     assert result.prompt_tokens == sum(crop.prompt_tokens for crop in by_hand)
+
+
+def test_a_line_reader_shrinks_a_huge_image_before_cutting_it(line_reader, monkeypatch):
+    seen = []
+
+    def cut(image, line_height, side):
+        seen.append(image.size)
+        return page_layout(image, line_height, side)
+
+    monkeypatch.setattr(vary.inference.pipeline, "page_layout", cut)
+    page = draw_page([["alpha beta", "gamma"]], size=100, page=(MAX_LINE_PAGE_SIDE + 904, 400))
+    assert line_reader(page, options=SHORT).text.count("\n") >= 1
+    assert seen == [(MAX_LINE_PAGE_SIDE, round(400 * MAX_LINE_PAGE_SIDE / page.width))]
 
 
 def test_a_line_reader_draws_pdf_pages_at_their_aspect(line_reader, tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import torch
+from PIL import Image, ImageOps
 from transformers import PreTrainedTokenizerBase, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
@@ -46,6 +47,7 @@ FinishReason = Literal["stop", "length", "repetition"]
 Conversation = list[dict[str, str]]
 CROPS_PER_CALL = 32  # one-line crops per generate call when a page is read line by line
 LINE_PAGE_SIDE = 2048  # px, long side of a PDF page read line by line (10 pt text: ~30 px lines)
+MAX_LINE_PAGE_SIDE = 4096  # px: a larger image is shrunk to this before it is cut (memory)
 
 
 class ChatUnsupported(ValueError):
@@ -245,8 +247,11 @@ class VaryPipeline:
         if turns != conversation():
             raise ChatUnsupported(f"model {self.name!r} reads pages line by line: it takes no question")
         start = time.perf_counter()
-        layout = page_layout(page.image, self.line_height, self.input_size)
-        images = layout.crops(page.image, self.input_size)
+        image = page.image
+        if max(image.size) > MAX_LINE_PAGE_SIDE:
+            image = ImageOps.contain(image, (MAX_LINE_PAGE_SIDE,) * 2, Image.Resampling.LANCZOS)
+        layout = page_layout(image, self.line_height, self.input_size)
+        images = layout.crops(image, self.input_size)
         crops = [PageInput(image, page.source, page.page) for image in images]
         parts = [
             part
