@@ -95,15 +95,15 @@ def runs(profile: np.ndarray) -> list[Span]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def split_words(letters: Sequence[Span], min_gap: float) -> list[list[Span]]:
+def split_at_gaps(spans: Sequence[Span], min_gap: float) -> list[list[Span]]:
     """Spans grouped at gaps of at least `min_gap` (letters into words, words into columns)."""
-    words: list[list[Span]] = []
-    for span in letters:
-        if words and span[0] - words[-1][-1][1] < min_gap:
-            words[-1].append(span)
+    groups: list[list[Span]] = []
+    for span in spans:
+        if groups and span[0] - groups[-1][-1][1] < min_gap:
+            groups[-1].append(span)
         else:
-            words.append([span])
-    return words
+            groups.append([span])
+    return groups
 
 
 def ink_mask(gray: np.ndarray) -> np.ndarray:
@@ -178,7 +178,7 @@ def _wide(band: np.ndarray) -> bool:
 
 def columns(mask: np.ndarray, line_height: float) -> list[Span]:
     """Columns of the page: inked stretches between empty strips at least COLUMN_GAP lines wide."""
-    strips = split_words(runs(mask.any(axis=0)), COLUMN_GAP * line_height)
+    strips = split_at_gaps(runs(mask.any(axis=0)), COLUMN_GAP * line_height)
     return [(strip[0][0], strip[-1][1]) for strip in strips]
 
 
@@ -270,7 +270,7 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
             start, stop = x_band(band)
             height = line_px(stop - start, bottom - top, median if page else None)
             letters = [(a + left, b + left) for a, b in runs(band.any(axis=0))]
-            words = split_words(letters, WORD_GAP * height)
+            words = split_at_gaps(letters, WORD_GAP * height)
             middle = top + (start + stop) / 2
             scale, smallest = scales(height, line_height, keep=not page)
             lines.append(fit_pieces(words, (top, bottom), middle, scale, smallest, width))
