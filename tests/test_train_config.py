@@ -116,3 +116,6 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     assert all(cfg.deepen == 1 for n, cfg in stages.items() if n < 7)
     for n in (8, 9):  # stage 3's beams, and the line height of the recipe's crops
         assert stages[n].generation.num_beams == 4 and stages[n].generation.line_height == [15, 22]
+    coarse = [s.path.rsplit("/", 1)[1] for s in stages[9].data.sources if s.low_res]
+    assert coarse == ["regions-train", "regions-train-extra", "regions-train-extra2", "words-lm"]
+    assert not any(s.low_res for n in range(2, 9) for s in stages[n].data.sources)

@@ -5,18 +5,21 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import tiny_model_config
+from vary.config import ConfigError, from_dict
 from vary.data.config import EngineConfig
 from vary.data.engine import run_job
 from vary.data.lines import LinesConfig, line_sample, lines_job, words_allowed
 from vary.model import VaryProcessor, build_model
 from vary.reporting import ErrorLog
-from vary.training.config import SourceConfig
+from vary.training.config import LowResConfig, SourceConfig
 from vary.training.data import Collator, Position, Ref, iter_steps, iter_stream
 
 
@@ -75,6 +78,38 @@ def test_sources_are_mixed_by_weight(shards, tmp_path):
     drawn = ids(iter_stream(sources, 0, Position(), ErrorLog()), 800)
     share = Counter(i.split("-")[2] for i in drawn)["0"] / len(drawn)  # seed 0 = the first source
     assert share == pytest.approx(0.75, abs=0.05)
+
+
+def edge_energy(image: Image.Image) -> float:
+    """Mean absolute difference of horizontally neighbouring grey pixels: falls as detail is lost."""
+    grey = np.asarray(image.convert("L"), dtype=np.float32)
+    return float(np.abs(np.diff(grey, axis=1)).mean())
+
+
+def test_low_res_images_are_drawn_per_sample_and_survive_a_resume(shards):
+    low_res = LowResConfig(share=0.5, scale=[0.5, 0.6], jpeg_quality=[70, 80])
+    sources = [SourceConfig(path=str(shards), low_res=low_res)]
+    full = list(itertools.islice(iter_stream(sources, 3, Position(), ErrorLog()), 200))
+    drawn = [ref.low_res for ref, _ in full]
+    degraded = [d for d in drawn if d is not None]
+    assert len(degraded) / len(drawn) == pytest.approx(0.5, abs=0.1)
+    assert all(0.5 <= d.scale <= 0.6 and 70 <= d.quality <= 80 for d in degraded)
+    resumed = iter_stream(sources, 3, full[99][1], ErrorLog())
+    assert [ref.low_res for ref, _ in itertools.islice(resumed, 100)] == drawn[100:]
+    plain = iter_stream([SourceConfig(path=str(shards))], 3, Position(), ErrorLog())
+    assert all(ref.low_res is None for ref, _ in itertools.islice(plain, 50))
+
+    ref = next(ref for ref, _ in full if ref.low_res is not None)
+    coarse, sharp = ref.load().image, replace(ref, low_res=None).load().image
+    assert coarse.size == sharp.size == (64, 64)
+    assert edge_energy(coarse) < 0.8 * edge_energy(sharp)  # the same text, its edges blurred
+
+
+def test_a_bad_low_res_setting_is_one_config_error():
+    with pytest.raises(ConfigError, match=r"low_res: share must be in \(0, 1\], got 1.5"):
+        from_dict(SourceConfig, {"path": "crops", "low_res": {"share": 1.5}}, "stage.yaml")
+    with pytest.raises(ConfigError, match="scale must be"):
+        from_dict(SourceConfig, {"path": "crops", "low_res": {"scale": [0.9, 0.5]}}, "stage.yaml")
 
 
 def test_micro_batches_are_the_same_for_any_number_of_processes(shards):

@@ -34,6 +34,23 @@ STAGE_GLOBAL_BATCH = {"tiny": 512, "base-pretrain": 256, "base-sft": 256}
 
 
 @dataclass
+class LowResConfig:
+    """A share of a source's images seen at a lower resolution (`vary.training.augment`)."""
+
+    share: float = 0.5  # of the source's samples
+    scale: list[float] = field(default_factory=lambda: [0.45, 0.9])  # shrink factor, drawn uniformly
+    jpeg_quality: list[int] = field(default_factory=lambda: [60, 95])
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {self.share}")
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"scale must be [smallest, largest] within (0, 1], got {self.scale}")
+        if len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"jpeg_quality must be [lowest, highest] within 1-100, got {self.jpeg_quality}")
+
+
+@dataclass
 class SourceConfig:
     """One training source: shard folder(s)/.tar files or a LLaVA JSON file, and its weight."""
 
@@ -43,6 +60,7 @@ class SourceConfig:
     shuffle: bool = True  # shuffle file order each epoch; off keeps generation order (curricula)
     # Synthetic rendered text written to `path` first when `path` does not exist yet.
     lines: LinesConfig | None = None
+    low_res: LowResConfig | None = None  # none: images as stored
 
     def __post_init__(self) -> None:
         if self.weight <= 0:

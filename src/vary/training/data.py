@@ -40,6 +40,7 @@ from vary.data.sample import Sample
 from vary.model import VaryProcessor, ocr_conversation
 from vary.model.templates import IGNORE_INDEX
 from vary.reporting import ErrorLog
+from vary.training.augment import LowRes, draw_low_res, lower_resolution
 from vary.training.config import SourceConfig
 
 T = TypeVar("T")
@@ -78,6 +79,7 @@ class Ref:
     sample: Sample  # image is None
     image: bytes | Path | None
     where: str
+    low_res: LowRes | None = None  # drawn for this sample of the stream (`vary.training.augment`)
 
     def load(self) -> Sample:
         """The sample with its image (PIL raises on damaged data; the caller records it)."""
@@ -85,6 +87,8 @@ class Ref:
             raise ValueError("sample has no image")
         image = Image.open(io.BytesIO(self.image) if isinstance(self.image, bytes) else self.image)
         image.load()
+        if self.low_res is not None:
+            image = lower_resolution(image, self.low_res)
         return replace(self.sample, image=image)
 
 
@@ -146,6 +150,8 @@ def iter_stream(
     for sample in itertools.count(start.samples):
         i = choose_source(seed, sample, weights)
         ref, cursors[i] = next(streams[i])
+        if sources[i].low_res is not None:
+            ref = replace(ref, low_res=draw_low_res(sources[i].low_res, seed, sample))
         yield ref, Position(sample + 1, tuple(cursors))
 
 
