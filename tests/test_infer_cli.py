@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def inputs(tmp_path):
     return folder, support.make_pdf(tmp_path / "report.pdf", [11, 12, 13])
 
 
-def test_ocr_json_outputs_and_errors(inputs, tmp_path, caplog):
+def test_ocr_json_outputs_and_errors(inputs, tmp_path, caplog, capsys):
     folder, pdf = inputs
     model = support.saved_model("base")
     out = tmp_path / "out"
@@ -62,6 +63,8 @@ def test_ocr_json_outputs_and_errors(inputs, tmp_path, caplog):
 
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["files"], summary["failed"], summary["pages"]) == (5, 2, 4)
+    # the bar counts pages read against those planned: 2 of the PDF, 1 per image file (3 + missing)
+    assert re.search(r"ocr: .*\| 4/6 \[.*page/s\]", capsys.readouterr().err)
 
 
 def test_ocr_text_to_stdout_streams_one_input(inputs, capsys):

@@ -22,6 +22,7 @@ from vary.cli import UserError
 from vary.inference.documents import (
     Document,
     Format,
+    count_pages,
     group_documents,
     output_path,
     readable_pages,
@@ -129,12 +130,12 @@ def run_ocr(args: argparse.Namespace) -> int:
     streamer = terminal_streamer(pipeline, options) if one_to_terminal else None
     streaming = streamer is not None
     start = time.perf_counter()
-    # The bar counts files as they are read (failed ones too), a batch ahead of the model.
-    files = progress(sources, desc="ocr", total=len(sources), unit="file") if len(sources) > 1 else sources
-    pages = readable_pages(files, pipeline.rendering, selection, errors, failures)
+    pages = readable_pages(sources, pipeline.rendering, selection, errors, failures)
     results = pipeline.stream(
         pages, args.prompt, batch_size=1 if streaming else args.batch_size, options=options, streamer=streamer
     )
+    if not streaming:  # pages as the model finishes them (a page read line by line takes a while)
+        results = progress(results, desc="ocr", total=count_pages(sources, selection), unit="page")
     documents = group_documents(results, failures)
     totals = _write_documents(documents, args, pipeline.name, echo=not streaming)
     seconds = time.perf_counter() - start

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from vary.data.pdf import page_count
 from vary.inference.pipeline import PageResult
-from vary.inference.sources import InputError, PageInput, PageSelection, Rendering, iter_pages
+from vary.inference.sources import InputError, PageInput, PageSelection, Rendering, is_pdf_file, iter_pages
 from vary.reporting import ErrorLog
 
 Format = Literal["text", "markdown", "json"]
@@ -54,6 +55,19 @@ def readable_pages(
             message = detail.removeprefix(f"{source}: ")  # the log line names the file already
             errors.record(str(source), message, kind=type(err).__name__)
             failures[str(source)] = message
+
+
+def count_pages(sources: Iterable[Path], pages: PageSelection) -> int:
+    """Pages `readable_pages` gives at most (the selected ones of each PDF, one per image): a
+    progress bar's total, counted without rendering anything (~0.4 ms a PDF)."""
+    return sum(_page_total(source, pages) for source in sources)
+
+
+def _page_total(source: Path, pages: PageSelection) -> int:
+    try:
+        return len(pages.select(page_count(source))) if is_pdf_file(source) else 1
+    except OSError:  # unreadable: reported when it is read
+        return 1
 
 
 def group_documents(results: Iterable[PageResult], failures: dict[str, str]) -> Iterator[Document]:
