@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, GenerationMixin
 
 from conftest import tiny_model_config
 from vary.config import ConfigError
@@ -140,6 +140,19 @@ def test_generate_with_cache_equals_stepwise_argmax(tokenizer, kind):
     cached = model.generate(**batch, max_new_tokens=8, do_sample=False, min_new_tokens=8)
     assert cached.shape[1] == batch["input_ids"].shape[1] + 8
     assert torch.equal(cached, greedy_without_cache(model, batch, 8))
+
+
+def test_beam_search_reads_each_image_once(tokenizer, kind):
+    """`generate` copies each prompt into its beams: the towers must read the image before."""
+    model, processor = make(kind, tokenizer)
+    batch = prompts(processor, ["beam", "search me"])
+    seen = []
+    model.vocabulary.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    options = {"max_new_tokens": 6, "do_sample": False, "num_beams": 3}
+    once = model.generate(**batch, **options)
+    per_beam = GenerationMixin.generate(model, **batch, **options)  # the images copied per beam
+    assert seen == [2, 6]
+    assert torch.equal(once, per_beam)
 
 
 def test_batch_of_two_equals_each_alone(tokenizer, kind):

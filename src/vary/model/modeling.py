@@ -116,6 +116,19 @@ class VaryForCausalLM(VaryPreTrainedModel, GenerationMixin):
             states = tower(pixel_values=pixels, output_hidden_states=True).hidden_states
             return states[self.config.clip_feature_layer][:, 1:]  # drop CLS
 
+    def embed_inputs(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        clip_pixel_values: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings, with the images' features in their placeholders when given."""
+        inputs_embeds = self.get_input_embeddings()(input_ids)
+        if pixel_values is None:
+            return inputs_embeds
+        image_features = self.get_image_features(pixel_values, clip_pixel_values)
+        return self.merge_image_features(input_ids, inputs_embeds, image_features)
+
     def merge_image_features(
         self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, image_features: torch.Tensor
     ) -> torch.Tensor:
@@ -147,10 +160,7 @@ class VaryForCausalLM(VaryPreTrainedModel, GenerationMixin):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
-            if pixel_values is not None:
-                image_features = self.get_image_features(pixel_values, clip_pixel_values)
-                inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, image_features)
+            inputs_embeds = self.embed_inputs(input_ids, pixel_values, clip_pixel_values)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -162,13 +172,19 @@ class VaryForCausalLM(VaryPreTrainedModel, GenerationMixin):
             **kwargs,
         )
 
-    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
-        model_inputs = super().prepare_inputs_for_generation(
-            *args, is_first_iteration=is_first_iteration, **kwargs
-        )
-        if not is_first_iteration and kwargs.get("use_cache", True):
-            model_inputs.pop("clip_pixel_values", None)  # images are only read at prefill
-        return model_inputs
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        clip_pixel_values: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        """`GenerationMixin.generate`, the images read once up front: `generate` copies every
+        prompt `num_beams` times before its first step, and the towers would read each copy."""
+        if pixel_values is not None:
+            kwargs["inputs_embeds"] = self.embed_inputs(input_ids, pixel_values, clip_pixel_values)
+        return super().generate(input_ids=input_ids, **kwargs)
 
 
 class VaryTiny(VaryForCausalLM):
