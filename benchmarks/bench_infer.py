@@ -1,11 +1,12 @@
-"""Inference speed: batching, the repetition guard's cost, PDF rendering, the server under load.
+"""Inference speed: batching, beam search, the repetition guard's cost, PDF rendering, the server.
 
     python benchmarks/bench_infer.py [--config configs/models/tiny-cpu.yaml] [--pages 16]
         [--max-new-tokens 64] [--threads 1]
 
 Random weights (the numbers are about speed, not text), the repetition guard off so every page
 generates the same number of tokens; each row is compared with a reference measured in the same
-run (batch 1 for batching, sequential requests for the server).
+run (batch 1 for batching, images read once per beam for beam search, sequential requests for
+the server).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ import numpy as np
 import pymupdf
 import torch
 from PIL import Image
+from transformers import GenerationMixin
 
 import vary
 from vary.inference import GenerationOptions, RepetitionGuard, VaryPipeline
+from vary.inference.pipeline import conversation
 from vary.inference.repetition import RepetitionStop
 from vary.inference.sources import render_page
 from vary.model import build_model, build_tokenizer, load_model_config, save_pretrained
@@ -71,6 +74,28 @@ def bench_batching(pipeline: VaryPipeline, images: list[Image.Image], options: G
         print(
             f"| {size} | {len(images) / seconds:.2f} | {tokens / seconds:.0f} | {reference / seconds:.2f}x |"
         )
+
+
+def bench_beams(
+    pipeline: VaryPipeline, images: list[Image.Image], max_new_tokens: int, beams: int = 4
+) -> None:
+    """Beam search with each image read once (`VaryForCausalLM.generate`) against the same
+    search with the image read once per beam (`GenerationMixin.generate`: how it ran before)."""
+    print(f"\n## Beam search: {len(images)} images in one batch, {beams} beams, {max_new_tokens} new tokens")
+    print("| images read | s | vs once per beam |\n| --- | ---: | ---: |")
+    batch = pipeline.processor(images, [conversation()] * len(images), padding_side="left")
+    batch.pop("labels")
+    options = {"num_beams": beams, "max_new_tokens": max_new_tokens, "do_sample": False}
+    model = pipeline.model
+    runs = {"once per beam": partial(GenerationMixin.generate, model), "once": model.generate}
+    runs["once"](**batch, **options)  # warm-up
+    outputs, reference = [], None
+    for name, generate in runs.items():
+        output, seconds = timed(partial(generate, **batch, **options))
+        outputs.append(output)
+        reference = reference or seconds
+        print(f"| {name} | {seconds:.2f} | {reference / seconds:.2f}x |")
+    assert torch.equal(*outputs), "the two searches read differently"
 
 
 def bench_guard(batch: int = 8, length: int = 1024, steps: int = 100) -> None:
@@ -174,6 +199,7 @@ def main() -> None:
         options = GenerationOptions(max_new_tokens=args.max_new_tokens, repetition=None)
         images = pages(args.pages, size)
         bench_batching(pipeline, images, options)
+        bench_beams(pipeline, images, args.max_new_tokens)
         bench_server(Path(folder), images, options, args.threads)
     bench_guard()
     bench_render()
