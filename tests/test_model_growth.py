@@ -1,4 +1,4 @@
-"""`deepen`: twice the layers, the same outputs at the switch, and copies that then learn."""
+"""`deepen` and `widen`: more layers or wider MLPs, the same outputs at the switch, new weights that learn."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from conftest import tiny_model_config
 from test_model_vary import make, page, prompts
-from vary.model import build_model, deepen, ocr_conversation
+from vary.model import build_model, deepen, ocr_conversation, widen
 from vary.model.growth import deepened_state
 
 PARTS = {"tiny": ("vocabulary", "language_model"), "base": ("language_model",)}
@@ -66,3 +66,48 @@ def test_post_norm_language_models_are_refused(tokenizer):
     with pytest.raises(ValueError, match="post-norm"):
         deepen(model, 2)
     assert deepen(model, 2, ("vocabulary",)).config.vision_config.num_hidden_layers == 4
+
+
+@pytest.mark.parametrize("kind", ["tiny", "base"])  # SAM + OPT (ReLU); Qwen2's gated MLP
+def test_widened_model_reads_exactly_as_before(tokenizer, kind):
+    model, processor = make(kind, tokenizer)
+    grown = widen(model, 3, PARTS[kind]).eval()
+    text = grown.config.text_config
+    assert (text.ffn_dim if kind == "tiny" else text.intermediate_size) == 3 * 64
+    vision_mlp = model.config.vision_config.mlp_dim
+    assert grown.config.vision_config.mlp_dim == vision_mlp * (3 if kind == "tiny" else 1)
+    assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in model.parameters())
+    batch = processor([page("wide"), page("wider")], [ocr_conversation("one"), ocr_conversation("two")])
+    with torch.no_grad():
+        assert torch.allclose(grown(**batch).logits, model(**batch).logits, atol=1e-5)
+    generated = prompts(processor, ["same", "words"])
+    options = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+    assert torch.equal(grown.generate(**generated, **options), model.generate(**generated, **options))
+
+
+def test_the_new_units_learn(tokenizer):
+    model, processor = make("tiny", tokenizer)
+    grown = widen(model, 2).train()
+    optimizer = torch.optim.AdamW(grown.parameters(), lr=1e-3)
+    batch = processor([page("learn")], [ocr_conversation("learn")])
+    weights = dict(grown.named_parameters())
+    new_inputs = weights["language_model.model.decoder.layers.0.fc1.weight"][64:]
+    before = new_inputs.detach().clone()
+    assert before.std() > 0  # drawn, not zero: the units see their input from the start
+    for _ in range(2):  # first step: their output weights leave zero; second: their inputs move
+        optimizer.zero_grad()
+        grown(**batch).loss.backward()
+        optimizer.step()
+    vision_mlp = model.config.vision_config.mlp_dim
+    assert weights["vocabulary.encoder.layers.0.mlp.lin2.weight"][:, vision_mlp:].abs().sum() > 0
+    assert weights["language_model.model.decoder.layers.1.fc2.weight"][:, 64:].abs().sum() > 0
+    assert not torch.equal(new_inputs.detach(), before)
+
+
+def test_growth_factors_below_one_are_refused(tokenizer):
+    model, _ = make("tiny", tokenizer)
+    for grow in (deepen, widen):
+        with pytest.raises(ValueError, match=f"{grow.__name__} factor must be >= 1, got 0"):
+            grow(model, 0)
+    with pytest.raises(ValueError, match="cannot widen 'clip'"):
+        widen(model, 2, ("clip",))

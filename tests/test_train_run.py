@@ -223,16 +223,19 @@ def test_base_stage_trains_projectors_and_lm_only_on_the_merged_vocabulary(data,
         assert not torch.equal(after[name], before[name]), name
 
 
-def test_a_deepened_run_starts_where_its_init_stopped(data, tmp_path):
+def test_a_grown_run_starts_where_its_init_stopped(data, tmp_path):
     every_step = EvalConfig(every=2, samples=8, decode_samples=2, max_new_tokens=6, batch_size=8)
-    train(config(data, tmp_path / "shallow", optim=optim(4, batch=8), eval=every_step))
-    shallow_end = [m["heldout/loss"] for m in metrics(tmp_path / "shallow") if "heldout/loss" in m][-1]
-    deep = config(data, tmp_path / "deep", optim=optim(4, batch=8), eval=every_step)
-    train(dataclasses.replace(deep, model=None, init_from=str(tmp_path / "shallow" / "model"), deepen=2))
-    evals = [m["heldout/loss"] for m in metrics(tmp_path / "deep") if "heldout/loss" in m]
-    assert evals[0] == pytest.approx(shallow_end, rel=1e-5) and evals[-1] < evals[0]
-    config_ = load_pretrained(tmp_path / "deep" / "model")[0].config
-    assert config_.vision_config.num_hidden_layers == 4 and config_.text_config.num_hidden_layers == 4
+    train(config(data, tmp_path / "small", optim=optim(4, batch=8), eval=every_step))
+    small_end = [m["heldout/loss"] for m in metrics(tmp_path / "small") if "heldout/loss" in m][-1]
+    big = config(data, tmp_path / "big", optim=optim(4, batch=8), eval=every_step)
+    init = str(tmp_path / "small" / "model")
+    train(dataclasses.replace(big, model=None, init_from=init, deepen=2, widen=2))
+    evals = [m["heldout/loss"] for m in metrics(tmp_path / "big") if "heldout/loss" in m]
+    assert evals[0] == pytest.approx(small_end, rel=1e-5) and evals[-1] < evals[0]
+    small, grown = (load_pretrained(tmp_path / run / "model")[0].config for run in ("small", "big"))
+    assert grown.vision_config.num_hidden_layers == 4 and grown.text_config.num_hidden_layers == 4
+    assert grown.vision_config.mlp_dim == 2 * small.vision_config.mlp_dim
+    assert grown.text_config.ffn_dim == 2 * small.text_config.ffn_dim
 
 
 def test_config_mistakes_are_one_line_errors(data, tmp_path, capsys):
@@ -244,6 +247,8 @@ def test_config_mistakes_are_one_line_errors(data, tmp_path, capsys):
     assert "global_batch_size 6 is not a multiple of micro_batch_size 4" in capsys.readouterr().err
     assert main(["train", str(path), "deepen=2"]) == 2
     assert "deepen 2: give a factor >= 1, and above 1 only with init_from" in capsys.readouterr().err
+    assert main(["train", str(path), "widen=0"]) == 2
+    assert "widen 0: give a factor >= 1, and above 1 only with init_from" in capsys.readouterr().err
     assert main(["train", str(path), "generation.line_height=[22,15]"]) == 2
     assert "generation: line_height must be [smallest, largest] px, not [22, 15]" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="stage 'base-sft' needs a Vary-base model"):

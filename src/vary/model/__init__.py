@@ -13,7 +13,7 @@ from vary.model.builder import (
     save_pretrained,
 )
 from vary.model.configuration import VaryConfig
-from vary.model.growth import deepen
+from vary.model.growth import deepen, widen
 from vary.model.image_processing import ImageProcessor, VaryImageProcessor
 from vary.model.modeling import VaryBase, VaryForCausalLM, VaryTiny
 from vary.model.processor import VaryProcessor
@@ -43,4 +43,5 @@ __all__ = [
     "load_pretrained",
     "ocr_conversation",
     "save_pretrained",
+    "widen",
 ]

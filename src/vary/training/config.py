@@ -150,9 +150,11 @@ class TrainConfig:
     # folder for Vary-base: docs/pretrained.md) or a saved Vary model folder to continue from.
     model: ModelConfig | None = None
     init_from: str | None = None
-    # With init_from: each trained layer followed by deepen-1 identity copies (vary.model.growth),
-    # so a model short of capacity goes on from where it stopped with deepen x the layers.
+    # With init_from: each trained layer followed by deepen-1 identity copies, and each MLP given
+    # widen x the hidden units, the new ones' outputs zero (vary.model.growth): a model short of
+    # capacity goes on from where it stopped, bigger.
     deepen: int = 1
+    widen: int = 1
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -163,8 +165,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if (self.model is None) == (self.init_from is None):
             raise ValueError("give exactly one of `model` (a new model) or `init_from` (a Vary model folder)")
-        if self.deepen < 1 or (self.deepen > 1 and self.init_from is None):
-            raise ValueError(f"deepen {self.deepen}: give a factor >= 1, and above 1 only with init_from")
+        for name, factor in (("deepen", self.deepen), ("widen", self.widen)):
+            if factor < 1 or (factor > 1 and self.init_from is None):
+                raise ValueError(f"{name} {factor}: give a factor >= 1, and above 1 only with init_from")
 
     @property
     def lr(self) -> float:

@@ -47,6 +47,7 @@ from vary.model import (
     deepen,
     load_pretrained,
     ocr_conversation,
+    widen,
 )
 from vary.reporting import LOGGER_NAME, ErrorLog, Stopwatch, get_logger, write_summary
 from vary.training.checkpoint import latest_checkpoint, load_checkpoint, remove_partial, save_checkpoint
@@ -153,9 +154,12 @@ def prepare_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerBase) -> VaryF
     is_base = isinstance(model, VaryBase)
     if is_base != (cfg.stage != "tiny"):
         raise ConfigError(f"stage {cfg.stage!r} needs a {'Vary-base' if not is_base else 'Vary-tiny'} model")
-    if cfg.deepen > 1:  # Vary-base trains its language model only: its frozen towers stay as they are
-        parts = ("language_model",) if is_base else ("vocabulary", "language_model")
+    # Vary-base trains its language model only: its frozen towers stay as they are
+    parts = ("language_model",) if is_base else ("vocabulary", "language_model")
+    if cfg.deepen > 1:
         model = deepen(model, cfg.deepen, parts)
+    if cfg.widen > 1:
+        model = widen(model, cfg.widen, parts)
     model.freeze_towers(list(model.towers()) if is_base else [])
     if cfg.optim.gradient_checkpointing:
         model.activation_checkpointing_enable({"use_reentrant": False})
