@@ -3,8 +3,8 @@
 Words of held-out prose (the last tenth of the corpus sentences, never in training) are drawn
 black on white in the manuals' font (Latin Modern), centred on the model's 64 px input, and read
 back with the command-line defaults (4 beams, from the model's generation_config.json).
-Measured (docs/default-model.md, stage 9): mean CER 0.087 on these 64 lines, 47 of them read
-exactly; 0.023 on the drawn page of six held-out lines; 0.056 on the README's paragraph. The
+Measured (docs/default-model.md, stage 10): mean CER 0.100 on these 64 lines, 43 of them read
+exactly; 0.015 on the drawn page of six held-out lines; 0.039 on the README's paragraph. The
 bounds leave a margin for the thread-count noise of float32 matmuls and are far below what a
 reader that ignores the image gets (the last test).
 """
@@ -28,8 +28,8 @@ from vary.inference.cli import default_model_dir
 REPO = Path(__file__).resolve().parents[1]
 LM_ROMAN = Path("/usr/share/texmf/fonts/opentype/public/lm/lmroman10-regular.otf")  # Debian fonts-lmodern
 LINES_CER_BOUND = 0.15
-PAGE_CER_BOUND = 0.08
-EXAMPLE_CER_BOUND = 0.12
+PAGE_CER_BOUND = 0.05
+EXAMPLE_CER_BOUND = 0.08
 SWAPPED_CER_FLOOR = 0.85
 
 

@@ -108,14 +108,17 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     monkeypatch.chdir(ROOT)
     paths = sorted((ROOT / "configs").glob("default-model-stage*.yaml"))
     stages = {int(p.stem.removeprefix("default-model-stage")): load_train_config(p) for p in paths}
-    assert sorted(stages) == list(range(2, 10))
+    assert sorted(stages) == list(range(2, 12))
     for n, cfg in stages.items():
         previous = "out/default-model" if n == 2 else f"out/default-model-stage{n - 1}"
         assert cfg.init_from == f"{previous}/model" and cfg.output_dir == f"out/default-model-stage{n}"
     assert [n for n, cfg in stages.items() if cfg.deepen == 2] == [7, 8]
-    assert all(cfg.deepen == 1 for n, cfg in stages.items() if n < 7)
-    for n in (8, 9):  # stage 3's beams, and the line height of the recipe's crops
+    assert [n for n, cfg in stages.items() if cfg.widen == 2] == [11]
+    assert all(cfg.deepen == cfg.widen == 1 for n, cfg in stages.items() if n < 7)
+    for n in (8, 9, 10, 11):  # stage 3's beams, and the line height of the recipe's crops
         assert stages[n].generation.num_beams == 4 and stages[n].generation.line_height == [15, 22]
-    coarse = [s.path.rsplit("/", 1)[1] for s in stages[9].data.sources if s.low_res]
-    assert coarse == ["regions-train", "regions-train-extra", "regions-train-extra2", "words-lm"]
+    for n, smallest in ((9, 0.45), (10, 0.3), (11, 0.3)):
+        coarse = {s.path.rsplit("/", 1)[1]: s.low_res.scale for s in stages[n].data.sources if s.low_res}
+        assert list(coarse) == ["regions-train", "regions-train-extra", "regions-train-extra2", "words-lm"]
+        assert all(scale == [smallest, 0.9] for scale in coarse.values())
     assert not any(s.low_res for n in range(2, 9) for s in stages[n].data.sources)
