@@ -13,6 +13,16 @@ from vary.model.growth import deepened_state
 PARTS = {"tiny": ("vocabulary", "language_model"), "base": ("language_model",)}
 
 
+def assert_reads_as_before(grown, model, processor) -> None:
+    """The same logits on a training batch, the same ids from greedy generation."""
+    batch = processor([page("grow"), page("larger")], [ocr_conversation("one"), ocr_conversation("two")])
+    with torch.no_grad():
+        assert torch.allclose(grown(**batch).logits, model(**batch).logits, atol=1e-5)
+    generated = prompts(processor, ["same", "words"])
+    options = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+    assert torch.equal(grown.generate(**generated, **options), model.generate(**generated, **options))
+
+
 @pytest.mark.parametrize("kind", ["tiny", "base"])  # OPT + SAM; Qwen2 (no output biases) + CLIP
 def test_deepened_model_reads_exactly_as_before(tokenizer, kind):
     model, processor = make(kind, tokenizer)
@@ -27,12 +37,7 @@ def test_deepened_model_reads_exactly_as_before(tokenizer, kind):
         assert vision.num_hidden_layers == 6 and vision.global_attn_indexes == [3, 4, 5]  # was [1] of 2
     else:
         assert vision.num_hidden_layers == 2 and text.layer_types == ["full_attention"] * 6
-    batch = processor([page("grow"), page("deeper")], [ocr_conversation("one"), ocr_conversation("two")])
-    with torch.no_grad():
-        assert torch.allclose(grown(**batch).logits, model(**batch).logits, atol=1e-5)
-    generated = prompts(processor, ["same", "words"])
-    options = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
-    assert torch.equal(grown.generate(**generated, **options), model.generate(**generated, **options))
+    assert_reads_as_before(grown, model, processor)
 
 
 def test_the_copies_learn_from_the_first_step(tokenizer):
@@ -77,12 +82,7 @@ def test_widened_model_reads_exactly_as_before(tokenizer, kind):
     vision_mlp = model.config.vision_config.mlp_dim
     assert grown.config.vision_config.mlp_dim == vision_mlp * (3 if kind == "tiny" else 1)
     assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in model.parameters())
-    batch = processor([page("wide"), page("wider")], [ocr_conversation("one"), ocr_conversation("two")])
-    with torch.no_grad():
-        assert torch.allclose(grown(**batch).logits, model(**batch).logits, atol=1e-5)
-    generated = prompts(processor, ["same", "words"])
-    options = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
-    assert torch.equal(grown.generate(**generated, **options), model.generate(**generated, **options))
+    assert_reads_as_before(grown, model, processor)
 
 
 def test_the_new_units_learn(tokenizer):
