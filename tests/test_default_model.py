@@ -27,9 +27,9 @@ from vary.inference.cli import default_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 LM_ROMAN = Path("/usr/share/texmf/fonts/opentype/public/lm/lmroman10-regular.otf")  # Debian fonts-lmodern
-LINES_CER_BOUND = 0.15
-PAGE_CER_BOUND = 0.05
-EXAMPLE_CER_BOUND = 0.08
+LINES_CER_BOUND = 0.12
+PAGE_CER_BOUND = 0.04
+EXAMPLE_CER_BOUND = 0.06
 SWAPPED_CER_FLOOR = 0.85
 
 
@@ -63,7 +63,7 @@ def test_reads_rendered_lines_of_known_text(heldout: tuple[list[str], list[str]]
     texts, readings = heldout
     cers = [character_error_rate(reading, text) for text, reading in zip(texts, readings, strict=True)]
     assert fmean(cers) < LINES_CER_BOUND, list(zip(texts, readings, strict=True))
-    assert sum(cer == 0 for cer in cers) >= 36  # whole lines right, not only letters here and there
+    assert sum(cer == 0 for cer in cers) >= 40  # whole lines right, not only letters here and there
 
 
 def draw_page(lines: list[str], size: int = 30) -> Image.Image:

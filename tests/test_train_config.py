@@ -108,7 +108,7 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     monkeypatch.chdir(ROOT)
     paths = sorted((ROOT / "configs").glob("default-model-stage*.yaml"))
     stages = {int(p.stem.removeprefix("default-model-stage")): load_train_config(p) for p in paths}
-    assert sorted(stages) == list(range(2, 12))
+    assert sorted(stages) == list(range(2, 13))
     for n, cfg in stages.items():
         previous = "out/default-model" if n == 2 else f"out/default-model-stage{n - 1}"
         assert cfg.init_from == f"{previous}/model" and cfg.output_dir == f"out/default-model-stage{n}"
