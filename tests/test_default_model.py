@@ -3,8 +3,8 @@
 Words of held-out prose (the last tenth of the corpus sentences, never in training) are drawn
 black on white in the manuals' font (Latin Modern), centred on the model's 64 px input, and read
 back with the command-line defaults (4 beams, from the model's generation_config.json).
-Measured (docs/default-model.md, stage 11): mean CER 0.077 on these 64 lines, 48 of them read
-exactly; 0.008 on the drawn page of six held-out lines; 0.034 on the README's paragraph. The
+Measured (docs/default-model.md, stage 13): mean CER 0.079 on these 64 lines, 48 of them read
+exactly; 0.004 on the drawn page of six held-out lines; 0.013 on the README's paragraph. The
 bounds leave a margin for the thread-count noise of float32 matmuls and are far below what a
 reader that ignores the image gets (the last test).
 """
@@ -30,9 +30,9 @@ from vary.model import load_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 LM_ROMAN = Path("/usr/share/texmf/fonts/opentype/public/lm/lmroman10-regular.otf")  # Debian fonts-lmodern
-LINES_CER_BOUND = 0.12
-PAGE_CER_BOUND = 0.04
-EXAMPLE_CER_BOUND = 0.06
+LINES_CER_BOUND = 0.10
+PAGE_CER_BOUND = 0.02
+EXAMPLE_CER_BOUND = 0.03
 SWAPPED_CER_FLOOR = 0.85
 
 
@@ -75,7 +75,7 @@ def test_reads_rendered_lines_of_known_text(heldout: tuple[list[str], list[str]]
     texts, readings = heldout
     cers = [character_error_rate(reading, text) for text, reading in zip(texts, readings, strict=True)]
     assert fmean(cers) < LINES_CER_BOUND, list(zip(texts, readings, strict=True))
-    assert sum(cer == 0 for cer in cers) >= 40  # whole lines right, not only letters here and there
+    assert sum(cer == 0 for cer in cers) >= 44  # whole lines right, not only letters here and there
 
 
 def draw_page(lines: list[str], size: int = 30) -> Image.Image:
