@@ -9,13 +9,14 @@ import random
 from pathlib import Path
 
 import pytest
+from matplotlib import font_manager
 from matplotlib.patches import Rectangle, Wedge
 
 from vary.cli import UserError
 from vary.data.charts import FAMILIES, KINDS, ChartSpec, draw_chart, make_spec, make_style
 from vary.data.config import ChartConfig, EngineConfig
 from vary.data.engine import run_job
-from vary.data.fonts import find_cjk_font, latin_font, missing_glyphs
+from vary.data.fonts import CJK_FAMILIES, find_cjk_font, latin_font, missing_glyphs
 from vary.data.reader import iter_samples
 
 
@@ -107,6 +108,19 @@ def test_missing_cjk_font_is_one_clear_line() -> None:
     with pytest.raises(UserError, match="apt-get install fonts-wqy-zenhei") as err:
         find_cjk_font("No Such Font Family")
     assert "\n" not in str(err.value)
+
+
+def test_cjk_font_installed_after_matplotlib_cached_its_font_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """matplotlib writes its font list once; a CJK font installed later is found all the same."""
+    installed = find_cjk_font()
+    manager = font_manager.fontManager
+    cjk_files = {e.fname for e in manager.ttflist if e.name in CJK_FAMILIES}
+    monkeypatch.setattr(manager, "ttflist", [e for e in manager.ttflist if e.fname not in cjk_files])
+    find_cjk_font.cache_clear()
+    try:
+        assert find_cjk_font() == installed
+    finally:
+        find_cjk_font.cache_clear()
 
 
 def test_same_seed_same_charts() -> None:

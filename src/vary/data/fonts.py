@@ -36,15 +36,36 @@ def find_cjk_font(preferred: str = "") -> Path:
     if preferred and Path(preferred).is_file():
         return Path(preferred)
     families = (preferred,) if preferred else CJK_FAMILIES
+    found = _font_file(families) or (_register_new_system_fonts() and _font_file(families))
+    if found:
+        return found
+    wanted = f"font {preferred!r}" if preferred else "CJK font"
+    raise UserError(
+        f"no {wanted} for Chinese text: install one (apt-get install fonts-wqy-zenhei "
+        "or fonts-noto-cjk) or name a font file with --set charts.cjk_font=FILE"
+    )
+
+
+def _font_file(families: tuple[str, ...]) -> Path | None:
+    """The file of the first of `families` that matplotlib's font list holds."""
     for family in families:
         for entry in font_manager.fontManager.ttflist:
             if entry.name == family:
                 return Path(entry.fname)
-    wanted = repr(preferred) if preferred else "a CJK font"
-    raise UserError(
-        f"no font {wanted} for Chinese text: install one (apt-get install fonts-wqy-zenhei "
-        "or fonts-noto-cjk) or name a font file with --set charts.cjk_font=FILE"
-    )
+    return None
+
+
+def _register_new_system_fonts() -> bool:
+    """Add the system's font files that matplotlib's cached list lacks: it is written once, on
+    first use, so a font installed after that stays unknown to it. True if any were added."""
+    known = {entry.fname for entry in font_manager.fontManager.ttflist}
+    new = [path for path in font_manager.findSystemFonts() if path not in known]
+    for path in new:
+        try:
+            font_manager.fontManager.addfont(path)
+        except (OSError, RuntimeError, ValueError):  # a file FreeType cannot read: not a font for us
+            continue
+    return bool(new)
 
 
 def latin_font() -> Path:
