@@ -36,8 +36,10 @@ def find_cjk_font(preferred: str = "") -> Path:
     if preferred and Path(preferred).is_file():
         return Path(preferred)
     families = (preferred,) if preferred else CJK_FAMILIES
-    found = _font_file(families) or (_register_new_system_fonts() and _font_file(families))
-    if found:
+    found = _font_file(families)
+    if found is None and _register_new_system_fonts():
+        found = _font_file(families)
+    if found is not None:
         return found
     wanted = f"font {preferred!r}" if preferred else "CJK font"
     raise UserError(
@@ -59,13 +61,16 @@ def _register_new_system_fonts() -> bool:
     """Add the system's font files that matplotlib's cached list lacks: it is written once, on
     first use, so a font installed after that stays unknown to it. True if any were added."""
     known = {entry.fname for entry in font_manager.fontManager.ttflist}
-    new = [path for path in font_manager.findSystemFonts() if path not in known]
-    for path in new:
+    added = False
+    for path in font_manager.findSystemFonts():
+        if path in known:
+            continue
         try:
             font_manager.fontManager.addfont(path)
         except (OSError, RuntimeError, ValueError):  # a file FreeType cannot read: not a font for us
             continue
-    return bool(new)
+        added = True
+    return added
 
 
 def latin_font() -> Path:
