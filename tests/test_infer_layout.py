@@ -47,6 +47,12 @@ def test_columns_then_lines_in_reading_order() -> None:
     assert read_back(layout, LEFT + RIGHT) == "\n".join(LEFT) + "\n\n" + "\n".join(RIGHT)
 
 
+def test_a_word_hyphenated_across_lines_is_joined_as_in_the_data() -> None:
+    lines = ["the extrac-", "tion of WWW-", "Quellen ends-", "Here"]
+    layout = page_layout(draw_page([lines]), LINE_HEIGHT, side=1024)
+    assert read_back(layout, lines) == "the extraction of WWW-\nQuellen ends-\nHere"
+
+
 def test_pieces_break_at_word_gaps_and_fit_the_square() -> None:
     image = draw_page([["aa bb cc dd ee ff gg hh", "ii jj kk", "ll"]])
     mask = ink_mask(np.asarray(image.convert("L")))
@@ -89,6 +95,26 @@ def test_the_x_height_band_goes_to_the_middle_of_the_crop(words: list[str]) -> N
     for crop in page_layout(image, LINE_HEIGHT, SIDE).crops(image, SIDE):
         start, stop = x_band(ink_mask(np.asarray(crop.convert("L"))))
         assert (start + stop) / 2 == pytest.approx(SIDE / 2, abs=1)
+
+
+def test_line_numbers_in_small_print_are_scaled_by_their_own_height() -> None:
+    """A listing's line numbers, set off by a wide gap, reach the model at a readable size."""
+    image = Image.new("RGB", (700, 200), "white")
+    draw = ImageDraw.Draw(image)
+    small, large = ImageFont.truetype(str(FONT), 11), ImageFont.truetype(str(FONT), 28)
+    for row, text in enumerate(["\\begin{top}", "\\item[gap]", "\\end{top}"]):
+        baseline = 40 + 48 * row
+        draw.text((30, baseline), str(12 + row), fill="black", font=small, anchor="ls")
+        draw.text((90, baseline), text, fill="black", font=large, anchor="ls")
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    crops = iter(layout.crops(image, SIDE))
+    for line in layout.lines:
+        assert len(line) > 1 and line[0].scale > 1.5 * line[1].scale
+        number = next(crops)  # unscaled, the digits would be 5-6 px tall in the crop
+        rows = np.flatnonzero(ink_mask(np.asarray(number.convert("L"))).any(axis=1))
+        assert LINE_HEIGHT[0] / 2 <= rows[-1] + 1 - rows[0] <= LINE_HEIGHT[1]
+        for _ in line[1:]:
+            next(crops)
 
 
 def test_a_one_line_crop_in_the_training_range_is_read_as_it_is() -> None:

@@ -62,11 +62,15 @@ def nfkc(text: str) -> str:
 
 def normalise(text: str) -> str:
     """NFKC (see `nfkc`), join words hyphenated across lines, tidy spaces and blank lines."""
-    text = nfkc(text).replace("\r\n", "\n").replace("\r", "\n")
-    if "-\n" in text:
-        text = _SOFT_BREAK.sub("", text)
+    text = join_soft_breaks(nfkc(text).replace("\r\n", "\n").replace("\r", "\n"))
     text = _SPACES.sub(" ", text)
     return _BLANK_LINES.sub("\n\n", _LINE_EDGES.sub("\n", text)).strip()
+
+
+def join_soft_breaks(text: str) -> str:
+    """Words hyphenated across lines joined again ("extrac-\\ntion" -> "extraction"), as every
+    target text has them: a reader of lines writes page text the way the data engine does."""
+    return _SOFT_BREAK.sub("", text) if "-\n" in text else text
 
 
 def detect_lang(text: str, min_cjk_share: float = 0.15) -> str:

@@ -5,10 +5,12 @@ drawn at a line height in a known range (`vary data pdf --unit region`; `VaryCon
 and a whole page shrunk to 64 px has no legible glyph. To read a page it is cut the classic way,
 by ink projection profiles (an XY-cut): rules and frames removed, columns at wide vertical
 gutters, text lines at empty rows, words at gaps wider than a letter gap. Each line is scaled
-into the training range and cut into pieces of consecutive words that fit the square; each
-piece is drawn on the page's paper colour with its x-height band in the middle, where the
-training crops have it. The pieces' texts are joined with spaces, lines with newlines, columns
-with a blank line.
+into the training range (a segment after a wide gap printed clearly smaller, such as a code
+listing's line numbers, by its own height, as the data engine renders each font size) and cut
+into pieces of consecutive words that fit the square; each piece is drawn on the page's paper
+colour with its x-height band in the middle, where the training crops have it. The pieces'
+texts are joined with spaces, lines with newlines, columns with a blank line, and a word
+hyphenated across lines is joined again, as in the data's texts.
 
 A page's lines are scaled from the page's typical line (robust); an image of one or two lines
 (a crop) has only its own few pixels of x-height to go by, so it is left at its size when that
@@ -24,17 +26,22 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
 
 from vary.data.regions import PAD
+from vary.data.text import join_soft_breaks
 
 INK_TO_LINE = 0.87  # ink height of a line with ascenders and descenders / its line height
 XHEIGHT = 0.5  # x-height / line height of Latin text (0.45-0.53 in the manuals' fonts)
 SLACK = 0.25  # a line height read off a few pixels of x-height is off by up to a quarter
 WORD_GAP = 0.25  # a gap this wide (in line heights) separates words; letters sit closer
 COLUMN_GAP = 2.0  # an empty strip this wide (in line heights) down the whole page separates columns
+SEGMENT_GAP = 1.0  # a gap this wide (in line heights) inside a line sets off a segment (a line number)
+SMALL_PRINT = 0.75  # a segment under this share of its line's height is scaled by its own height,
+SPECK = 0.25  # unless its ink is under this share (a dot, a dash: too few pixels to measure)
 PAGE_LINES = 3  # fewer lines: a crop (one column, no page to measure a typical line on)
 MIN_CONTRAST = 48  # grey levels between the darkest and lightest pixel of a page with any ink
 THIN = 0.4  # row runs thinner than this share of the median line are accents or dots
@@ -43,6 +50,7 @@ RULE = 1 / 8  # ink strokes longer than this share of the page's side are rules 
 MIN_RULE = 48  # and at least this many px (so that a dash in a crop of one word stays)
 
 Span = tuple[int, int]  # [start, stop) in pixels
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ class PageLayout:
                 text = next(remaining).strip()
                 words += text if piece.glued or not words else " " + text
             out.append(words)
-        return "\n".join(out)
+        return join_soft_breaks("\n".join(out))
 
 
 def runs(profile: np.ndarray) -> list[Span]:
@@ -95,15 +103,22 @@ def runs(profile: np.ndarray) -> list[Span]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def split_at_gaps(spans: Sequence[Span], min_gap: float) -> list[list[Span]]:
-    """Spans grouped at gaps of at least `min_gap` (letters into words, words into columns)."""
-    groups: list[list[Span]] = []
-    for span in spans:
-        if groups and span[0] - groups[-1][-1][1] < min_gap:
-            groups[-1].append(span)
+def split_at_gaps(
+    items: Sequence[T], min_gap: float, span: Callable[[T], Span] = lambda item: item
+) -> list[list[T]]:
+    """Items (spans, or what `span` gives the span of) grouped at gaps of at least `min_gap`:
+    letters into words, words into a line's segments, inked stretches into columns."""
+    groups: list[list[T]] = []
+    for item in items:
+        if groups and span(item)[0] - span(groups[-1][-1])[1] < min_gap:
+            groups[-1].append(item)
         else:
-            groups.append([span])
+            groups.append([item])
     return groups
+
+
+def _word_span(word: Sequence[Span]) -> Span:
+    return word[0][0], word[-1][1]
 
 
 def ink_mask(gray: np.ndarray) -> np.ndarray:
@@ -222,6 +237,25 @@ def fit_pieces(
     return pieces
 
 
+def small_print(
+    mask: np.ndarray, segment: Sequence[Sequence[Span]], rows: Span, height: float, line_height: Sequence[int]
+) -> tuple[float, float, float] | None:
+    """(middle row, scale, smallest scale) for a segment of a line (words after a wide gap)
+    printed clearly smaller than the line, such as a code listing's line numbers: scaled by
+    its own height, as the data engine draws each word of a small font. None for a segment of
+    the line's size, or one too small to measure (a dot, a dash)."""
+    band = mask[rows[0] : rows[1], segment[0][0][0] : segment[-1][-1][1]]
+    inked = np.flatnonzero(band.any(axis=1))
+    ink = int(inked[-1] - inked[0]) + 1
+    if ink < SPECK * height:
+        return None
+    start, stop = x_band(band[inked[0] : inked[-1] + 1])
+    own = line_px(stop - start, ink, None)
+    if own >= SMALL_PRINT * height:
+        return None
+    return rows[0] + inked[0] + (start + stop) / 2, *scales(own, line_height, keep=False)
+
+
 def x_band(band: np.ndarray) -> Span:
     """Rows of a text line's x-height band: at least half as inked as the busiest row. Its
     height gives the line height whichever letters have ascenders or descenders, and its
@@ -271,9 +305,12 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
             height = line_px(stop - start, bottom - top, median if page else None)
             letters = [(a + left, b + left) for a, b in runs(band.any(axis=0))]
             words = split_at_gaps(letters, WORD_GAP * height)
-            middle = top + (start + stop) / 2
-            scale, smallest = scales(height, line_height, keep=not page)
-            lines.append(fit_pieces(words, (top, bottom), middle, scale, smallest, width))
+            placement = (top + (start + stop) / 2, *scales(height, line_height, keep=not page))
+            pieces: list[Piece] = []
+            for segment in split_at_gaps(words, SEGMENT_GAP * height, _word_span) if page else [words]:
+                own = small_print(mask, segment, (top, bottom), height, line_height)
+                pieces += fit_pieces(segment, (top, bottom), *(own or placement), width)
+            lines.append(pieces)
             blocks.append(block)
     if (
         not page
