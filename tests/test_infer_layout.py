@@ -127,6 +127,19 @@ def test_a_one_line_crop_in_the_training_range_is_read_as_it_is() -> None:
     assert larger.pieces[0].scale < 1  # out of the range: scaled and cut to its ink
 
 
+def test_a_line_cut_by_a_blank_row_stays_one_line() -> None:
+    """A coarse JPEG can leave one blank row through a line, above its descenders."""
+    image = Image.new("RGB", (SIDE, SIDE), "white")
+    ImageDraw.Draw(image).text(
+        (SIDE / 2, SIDE / 2), "analog", fill="black", font=ImageFont.truetype(str(FONT), 16), anchor="mm"
+    )
+    rows = np.flatnonzero(ink_mask(np.asarray(image.convert("L"))).any(axis=1))
+    cut = np.asarray(image).copy()
+    cut[rows[0] + (rows[-1] + 1 - rows[0]) * 2 // 3] = 255  # its body above, a third below
+    layout = page_layout(Image.fromarray(cut), LINE_HEIGHT, SIDE)
+    assert layout.pieces == [Piece((0, 0, SIDE, SIDE), SIDE / 2, 1.0)]  # one line, read as it is
+
+
 def test_frames_rules_and_figures_are_not_read() -> None:
     image = draw_page([LEFT], page=(500, 300))
     draw = ImageDraw.Draw(image)

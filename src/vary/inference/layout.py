@@ -160,7 +160,7 @@ def text_lines(mask: np.ndarray, median: float | None = None) -> list[Span]:
     """Rows of each text line: runs of inked rows; thin runs nearby (accents, dots) join their
     line, and runs over TALL lines that are not wide like text (figures) are left out.
     `median`: the page's typical line height (measured here if not given)."""
-    spans = runs(mask.any(axis=1))
+    spans = mend_split_rows(runs(mask.any(axis=1)))
     if not spans:
         return []
     median = median or line_median(mask, spans)
@@ -173,6 +173,21 @@ def text_lines(mask: np.ndarray, median: float | None = None) -> list[Span]:
     return [
         (top, bottom) for top, bottom in lines if bottom - top <= TALL * median or _wide(mask[top:bottom])
     ]
+
+
+def mend_split_rows(spans: Sequence[Span]) -> list[Span]:
+    """Row runs one blank row apart, one at most half as tall as the other, as one run: a
+    line that a coarse, compressed image's blank row cut into its body and its baseline (or an
+    accent off its letters). Lines of text sit further apart."""
+    mended: list[Span] = []
+    for span in spans:
+        if mended and span[0] - mended[-1][1] <= 1:
+            heights = sorted((span[1] - span[0], mended[-1][1] - mended[-1][0]))
+            if 2 * heights[0] <= heights[1]:
+                mended[-1] = (mended[-1][0], span[1])
+                continue
+        mended.append(span)
+    return mended
 
 
 def line_median(mask: np.ndarray, spans: Sequence[Span]) -> float:
