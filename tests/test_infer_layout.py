@@ -117,6 +117,17 @@ def test_line_numbers_in_small_print_are_scaled_by_their_own_height() -> None:
             next(crops)
 
 
+def test_a_footnote_line_is_scaled_by_its_own_height() -> None:
+    image = draw_page([["Large body text", "of the page", "goes on here"]], size=28, page=(600, 300))
+    draw = ImageDraw.Draw(image)
+    draw.text((30, 200), "quietly heights", fill="black", font=ImageFont.truetype(str(FONT), 14))
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    footnote = layout.crops(image, SIDE)[-len(layout.lines[-1]) :]
+    for crop in footnote:  # at the page's scale its ink would be ~8 px tall
+        rows = np.flatnonzero(ink_mask(np.asarray(crop.convert("L"))).any(axis=1))
+        assert INK_TO_LINE * LINE_HEIGHT[0] - 1 <= rows[-1] + 1 - rows[0] <= LINE_HEIGHT[1]
+
+
 def test_a_one_line_crop_in_the_training_range_is_read_as_it_is() -> None:
     image = draw_page([["word"]], size=17, page=(60, SIDE))
     layout = page_layout(image, LINE_HEIGHT, SIDE)

@@ -5,8 +5,9 @@ drawn at a line height in a known range (`vary data pdf --unit region`; `VaryCon
 and a whole page shrunk to 64 px has no legible glyph. To read a page it is cut the classic way,
 by ink projection profiles (an XY-cut): rules and frames removed, columns at wide vertical
 gutters, text lines at empty rows, words at gaps wider than a letter gap. Each line is scaled
-into the training range (a segment after a wide gap printed clearly smaller, such as a code
-listing's line numbers, by its own height, as the data engine renders each font size) and cut
+into the training range (a line, or a segment of one after a wide gap, printed clearly smaller,
+such as a footnote or a code listing's line numbers, by its own height, as the data engine
+renders each font size) and cut
 into pieces of consecutive words that fit the square; each piece is drawn on the page's paper
 colour with its x-height band in the middle, where the training crops have it. The pieces'
 texts are joined with spaces, lines with newlines, columns with a blank line, and a word
@@ -26,7 +27,6 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -40,7 +40,7 @@ SLACK = 0.25  # a line height read off a few pixels of x-height is off by up to 
 WORD_GAP = 0.25  # a gap this wide (in line heights) separates words; letters sit closer
 COLUMN_GAP = 2.0  # an empty strip this wide (in line heights) down the whole page separates columns
 SEGMENT_GAP = 1.0  # a gap this wide (in line heights) inside a line sets off a segment (a line number)
-SMALL_PRINT = 0.75  # a segment under this share of its line's height is scaled by its own height,
+SMALL_PRINT = 0.75  # a line or segment under this share of the line's height is scaled by its own,
 SPECK = 0.25  # unless its ink is under this share (a dot, a dash: too few pixels to measure)
 PAGE_LINES = 3  # fewer lines: a crop (one column, no page to measure a typical line on)
 MIN_CONTRAST = 48  # grey levels between the darkest and lightest pixel of a page with any ink
@@ -50,7 +50,6 @@ RULE = 1 / 8  # ink strokes longer than this share of the page's side are rules 
 MIN_RULE = 48  # and at least this many px (so that a dash in a crop of one word stays)
 
 Span = tuple[int, int]  # [start, stop) in pixels
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,22 +102,16 @@ def runs(profile: np.ndarray) -> list[Span]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def split_at_gaps(
-    items: Sequence[T], min_gap: float, span: Callable[[T], Span] = lambda item: item
-) -> list[list[T]]:
-    """Items (spans, or what `span` gives the span of) grouped at gaps of at least `min_gap`:
-    letters into words, words into a line's segments, inked stretches into columns."""
-    groups: list[list[T]] = []
-    for item in items:
-        if groups and span(item)[0] - span(groups[-1][-1])[1] < min_gap:
-            groups[-1].append(item)
+def split_at_gaps(spans: Sequence[Span], min_gap: float) -> list[list[Span]]:
+    """Spans grouped at gaps of at least `min_gap` (letters into words or a line's segments,
+    inked stretches into columns)."""
+    groups: list[list[Span]] = []
+    for span in spans:
+        if groups and span[0] - groups[-1][-1][1] < min_gap:
+            groups[-1].append(span)
         else:
-            groups.append([item])
+            groups.append([span])
     return groups
-
-
-def _word_span(word: Sequence[Span]) -> Span:
-    return word[0][0], word[-1][1]
 
 
 def ink_mask(gray: np.ndarray) -> np.ndarray:
@@ -253,13 +246,14 @@ def fit_pieces(
 
 
 def small_print(
-    mask: np.ndarray, segment: Sequence[Sequence[Span]], rows: Span, height: float, line_height: Sequence[int]
-) -> tuple[float, float, float] | None:
-    """(middle row, scale, smallest scale) for a segment of a line (words after a wide gap)
-    printed clearly smaller than the line, such as a code listing's line numbers: scaled by
-    its own height, as the data engine draws each word of a small font. None for a segment of
-    the line's size, or one too small to measure (a dot, a dash)."""
-    band = mask[rows[0] : rows[1], segment[0][0][0] : segment[-1][-1][1]]
+    mask: np.ndarray, letters: Sequence[Span], rows: Span, height: float
+) -> tuple[float, float] | None:
+    """(middle row, own line height) of a line, or a segment of one (letters after a wide gap),
+    printed clearly smaller than the `height` the page gives the line: a footnote, a code
+    listing's line numbers. It is then scaled, and cut into words, by its own height, as the
+    data engine draws each small font. None for print of the line's size, or print too small to
+    measure (a dot, a dash)."""
+    band = mask[rows[0] : rows[1], letters[0][0] : letters[-1][1]]
     inked = np.flatnonzero(band.any(axis=1))
     ink = int(inked[-1] - inked[0]) + 1
     if ink < SPECK * height:
@@ -268,7 +262,7 @@ def small_print(
     own = line_px(stop - start, ink, None)
     if own >= SMALL_PRINT * height:
         return None
-    return rows[0] + inked[0] + (start + stop) / 2, *scales(own, line_height, keep=False)
+    return rows[0] + inked[0] + (start + stop) / 2, own
 
 
 def x_band(band: np.ndarray) -> Span:
@@ -319,12 +313,13 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
             start, stop = x_band(band)
             height = line_px(stop - start, bottom - top, median if page else None)
             letters = [(a + left, b + left) for a, b in runs(band.any(axis=0))]
-            words = split_at_gaps(letters, WORD_GAP * height)
-            placement = (top + (start + stop) / 2, *scales(height, line_height, keep=not page))
+            line = (top + (start + stop) / 2, height)  # the row to centre, the line height
             pieces: list[Piece] = []
-            for segment in split_at_gaps(words, SEGMENT_GAP * height, _word_span) if page else [words]:
-                own = small_print(mask, segment, (top, bottom), height, line_height)
-                pieces += fit_pieces(segment, (top, bottom), *(own or placement), width)
+            for segment in split_at_gaps(letters, SEGMENT_GAP * height) if page else [letters]:
+                middle, size = small_print(mask, segment, (top, bottom), height) or line
+                scale, smallest = scales(size, line_height, keep=not page)
+                words = split_at_gaps(segment, WORD_GAP * size)
+                pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width)
             lines.append(pieces)
             blocks.append(block)
     if (
