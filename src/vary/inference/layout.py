@@ -7,11 +7,10 @@ by ink projection profiles (an XY-cut): rules and frames removed, columns at wid
 gutters, text lines at empty rows, words at gaps wider than a letter gap. Each line is scaled
 into the training range (a line, or a segment of one after a wide gap, printed clearly smaller,
 such as a footnote or a code listing's line numbers, by its own height, as the data engine
-renders each font size) and cut
-into pieces of consecutive words that fit the square; each piece is drawn on the page's paper
-colour with its x-height band in the middle, where the training crops have it. The pieces'
-texts are joined with spaces, lines with newlines, columns with a blank line, and a word
-hyphenated across lines is joined again, as in the data's texts.
+renders each font size) and cut into pieces of consecutive words that fit the square; each
+piece is drawn on the page's paper colour with its x-height band in the middle, where the
+training crops have it. The pieces' texts are joined with spaces, lines with newlines, columns
+with a blank line, and a word hyphenated across lines is joined again, as in the data's texts.
 
 A page's lines are scaled from the page's typical line (robust); an image of one or two lines
 (a crop) has only its own few pixels of x-height to go by, so it is left at its size when that
@@ -316,7 +315,7 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
             line = (top + (start + stop) / 2, height)  # the row to centre, the line height
             pieces: list[Piece] = []
             for segment in split_at_gaps(letters, SEGMENT_GAP * height) if page else [letters]:
-                middle, size = small_print(mask, segment, (top, bottom), height) or line
+                middle, size = (page and small_print(mask, segment, (top, bottom), height)) or line
                 scale, smallest = scales(size, line_height, keep=not page)
                 words = split_at_gaps(segment, WORD_GAP * size)
                 pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width)
