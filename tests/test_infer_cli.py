@@ -111,11 +111,14 @@ def test_ocr_markdown_pages_to_stdout(inputs, capsys):
         (["--pages", "3-1"], "range 3-1 is backwards"),
         (["--model", "nowhere"], "not a Vary model folder"),
         (["--device", "cuda:7", "--model", "MODEL"], "no CUDA GPU"),
+        (["--zooms", "1,big", "--model", "MODEL"], "--zooms '1,big': numbers separated by commas"),
+        (["--zooms", "1,0", "--model", "MODEL"], "zooms must be positive factors"),
     ],
 )
 def test_ocr_user_errors_are_one_line(inputs, capsys, args, message):
     folder, _ = inputs
     args = [a.replace("MODEL", str(support.saved_model("tiny"))) for a in args]
+    capsys.readouterr()  # saving the tiny model the first time shows a progress bar
     if "cuda:7" in args and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a GPU 7")
     assert main(["ocr", str(folder / "a.png"), *args]) == 2

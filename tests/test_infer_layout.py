@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from vary.data.regions import PAD
-from vary.inference.layout import INK_TO_LINE, PageLayout, Piece, ink_mask, page_layout, x_band
+from vary.inference.layout import INK_TO_LINE, PageLayout, Piece, darkened, ink_mask, page_layout, x_band
 
 FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSerif.ttf"
 LINE_HEIGHT = [15, 22]  # the built-in model's training range
@@ -97,6 +97,28 @@ def test_the_x_height_band_goes_to_the_middle_of_the_crop(words: list[str]) -> N
         assert (start + stop) / 2 == pytest.approx(SIDE / 2, abs=1)
 
 
+def test_a_zoomed_piece_is_drawn_larger_about_its_middle_until_it_fills_the_square() -> None:
+    image = draw_page([["ab", "internationalization"]], size=20, page=(700, 200))
+    short, *long = page_layout(image, LINE_HEIGHT, SIDE).pieces
+    assert short.zoomed(1.0, SIDE) == short
+    big = short.zoomed(1.25, SIDE)
+    assert big.scale == pytest.approx(1.25 * short.scale) and (big.box, big.middle) == (
+        short.box,
+        short.middle,
+    )
+    crops = PageLayout([[short, big]], [0], (255, 255, 255)).crops(image, SIDE)
+    before, after = (ink_mask(np.asarray(crop.convert("L"))) for crop in crops)
+    assert after.sum() > 1.4 * before.sum()  # the ink's area grows with the zoom's square
+    for mask in (before, after):  # the x-height band stays in the middle, as in training crops
+        assert sum(x_band(mask)) / 2 == pytest.approx(SIDE / 2, abs=1)
+    widest = max(long, key=lambda piece: (piece.box[2] - piece.box[0]) * piece.scale)
+    fills = SIDE * (1 - 2 * PAD) / (widest.box[2] - widest.box[0])
+    assert widest.zoomed(3.0, SIDE).scale == pytest.approx(
+        max(widest.scale, fills)
+    )  # no wider than the square
+    assert short.zoomed(0.5, SIDE).scale == pytest.approx(short.scale / 2)
+
+
 def test_line_numbers_in_small_print_are_scaled_by_their_own_height() -> None:
     """A listing's line numbers, set off by a wide gap, reach the model at a readable size."""
     image = Image.new("RGB", (700, 200), "white")
@@ -166,6 +188,23 @@ def test_light_text_on_dark_paper_reads_like_dark_on_light() -> None:
     light = page_layout(draw_page([LEFT, RIGHT], ink="white"), LINE_HEIGHT, SIDE)
     assert [piece.box for piece in light.pieces] == [piece.box for piece in dark.pieces]
     assert light.paper == (0, 0, 0) and dark.paper == (255, 255, 255)
+
+
+def test_faint_print_is_drawn_as_dark_as_dark_print() -> None:
+    """Light grey text (its darkest pixel 166 on white paper) reaches the model as the same
+    text in black would; black text, and light text on dark paper, are drawn as they are."""
+    dark = draw_page([LEFT, RIGHT])
+    faint = Image.fromarray(
+        (255 - (255 - np.asarray(dark, dtype=np.float32)) * 0.35).round().astype(np.uint8)
+    )
+    layout = page_layout(faint, LINE_HEIGHT, SIDE)
+    assert layout.pieces == page_layout(dark, LINE_HEIGHT, SIDE).pieces
+    for drawn, black in zip(layout.crops(faint, SIDE), layout.crops(dark, SIDE), strict=True):
+        drawn, black = np.asarray(drawn, dtype=np.int16), np.asarray(black, dtype=np.int16)
+        assert drawn.min() <= 4 and np.abs(drawn - black).max() <= 24  # black, a little darker
+    for page in (dark, draw_page([LEFT, RIGHT], ink="white")):
+        paper = page_layout(page, LINE_HEIGHT, SIDE).paper
+        assert darkened(page, paper) is page
 
 
 def test_a_blank_page_has_no_pieces_and_joins_to_nothing() -> None:

@@ -162,6 +162,24 @@ def test_a_line_reader_reads_a_page_crop_by_crop(line_reader):
     assert result.prompt_tokens == sum(crop.prompt_tokens for crop in by_hand)
 
 
+@pytest.mark.parametrize("beams", [1, 3])
+def test_a_scored_reading_carries_its_mean_log_probability(line_reader, beams):
+    """The score that picks between zooms is the model's own likelihood of the text it wrote:
+    teacher-forcing the text (and its stop token) through the model gives the same mean."""
+    pages = [PageInput(noise(seed), "<image>") for seed in (1, 2)]
+    options = GenerationOptions(max_new_tokens=12, num_beams=beams)
+    results = line_reader.generate(pages, [conversation()] * 2, options, scored=True)
+    for page, result in zip(pages, results, strict=True):
+        batch = line_reader.processor([page.image], [conversation()])
+        ids = result.token_ids + [line_reader.tokenizer.eos_token_id] * (result.finish_reason == "stop")
+        prompt = batch["input_ids"].shape[1]
+        text = torch.cat([batch["input_ids"], torch.tensor([ids])], dim=1)
+        with torch.no_grad():
+            logits = line_reader.model(input_ids=text, pixel_values=batch["pixel_values"]).logits
+        log_probs = logits[0, prompt - 1 : -1].log_softmax(-1).gather(1, torch.tensor(ids)[:, None])
+        assert result.score == pytest.approx(log_probs.mean().item(), abs=1e-4)
+
+
 def test_a_line_reader_shrinks_a_huge_image_before_cutting_it(line_reader, monkeypatch):
     seen = []
 
@@ -193,7 +211,8 @@ def test_result_flags_and_json(base):
     assert result.truncated and not result.repetition_stopped and result.num_tokens == 3
     record = result.to_json()
     expected = {"text", "token_ids", "num_tokens", "finish_reason", "prompt_tokens", "seconds", "batch_size"}
-    assert expected | {"source", "page", "repetition_stopped", "truncated"} == set(record)
+    assert expected | {"source", "page", "score", "repetition_stopped", "truncated"} == set(record)
+    assert record["score"] is None  # a likelihood only where one is asked for
     assert record["prompt_tokens"] == result.prompt_tokens > base.model.config.num_image_tokens
 
 

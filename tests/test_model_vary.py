@@ -12,6 +12,7 @@ from conftest import tiny_model_config
 from vary.config import ConfigError
 from vary.model import (
     VaryBase,
+    VaryConfig,
     VaryProcessor,
     VaryTiny,
     build_model,
@@ -191,6 +192,17 @@ def test_save_load_round_trip(tokenizer, kind, tmp_path):
         assert torch.equal(model(**batch).logits, auto(**batch).logits)
     if kind == "base":
         assert not any(p.requires_grad for p in loaded.vocabulary.parameters())
+
+
+def test_line_reading_settings_round_trip_and_bad_zooms_are_refused(tokenizer, tmp_path):
+    model, _ = make("tiny", tokenizer)
+    model.config.line_height, model.config.line_zooms, model.config.line_doubt = [15, 22], [1.0, 1.2], -0.05
+    save_pretrained(model, tokenizer, tmp_path)
+    config = load_pretrained(tmp_path)[0].config
+    assert (config.line_height, config.line_zooms, config.line_doubt) == ([15, 22], [1.0, 1.2], -0.05)
+    for zooms in ([], [1.0, 0.0]):
+        with pytest.raises(ValueError, match="zooms must be positive factors"):
+            VaryConfig(line_zooms=zooms)
 
 
 def test_frozen_towers_get_no_gradient(tokenizer):

@@ -78,6 +78,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-beams", type=int, help="beam search width (default: the model's generation_config.json, or 1)"
     )
+    parser.add_argument(
+        "--zooms",
+        help="a line-by-line model reads each crop at each zoom and keeps the likeliest reading,"
+        " e.g. 1,1.2 (default: the model's config.json; 1 reads each once, fastest)",
+    )
 
 
 def load_pipeline(args: argparse.Namespace) -> VaryPipeline:
@@ -98,8 +103,12 @@ def generation_options(args: argparse.Namespace) -> GenerationOptions:
         raise UserError("--max-new-tokens must be at least 1")
     guard = None if args.no_repetition_guard else RepetitionGuard()
     try:
-        return GenerationOptions(args.max_new_tokens, args.temperature, guard, args.num_beams)
-    except ValueError as err:  # --num-beams below 1
+        zooms = None if args.zooms is None else tuple(float(zoom) for zoom in args.zooms.split(","))
+    except ValueError as err:
+        raise UserError(f"--zooms {args.zooms!r}: numbers separated by commas, e.g. 1,1.2") from err
+    try:
+        return GenerationOptions(args.max_new_tokens, args.temperature, guard, args.num_beams, zooms)
+    except ValueError as err:  # --num-beams below 1, a zoom not above 0
         raise UserError(str(err)) from err
 
 

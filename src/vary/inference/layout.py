@@ -9,8 +9,9 @@ into the training range (a line, or a segment of one after a wide gap, printed c
 such as a footnote or a code listing's line numbers, by its own height, as the data engine
 renders each font size) and cut into pieces of consecutive words that fit the square; each
 piece is drawn on the page's paper colour with its x-height band in the middle, where the
-training crops have it. The pieces' texts are joined with spaces, lines with newlines, columns
-with a blank line, and a word hyphenated across lines is joined again, as in the data's texts.
+training crops have it, faint print darkened to black. The pieces' texts are joined with
+spaces, lines with newlines, columns with a blank line, and a word hyphenated across lines is
+joined again, as in the data's texts.
 
 A page's lines are scaled from the page's typical line (robust); an image of one or two lines
 (a crop) has only its own few pixels of x-height to go by, so it is left at its size when that
@@ -25,7 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -47,6 +48,7 @@ THIN = 0.4  # row runs thinner than this share of the median line are accents or
 TALL = 2.5  # a row run taller than this many median lines is a figure unless it is wide like text
 RULE = 1 / 8  # ink strokes longer than this share of the page's side are rules and frames,
 MIN_RULE = 48  # and at least this many px (so that a dash in a crop of one word stays)
+FAINT = 2.0  # print whose contrast to the paper is under 1/FAINT of the paper's brightness is darkened
 
 Span = tuple[int, int]  # [start, stop) in pixels
 
@@ -59,6 +61,11 @@ class Piece:
     middle: float  # page row that goes to the middle of the crop (the x-height band's)
     scale: float  # page pixels -> crop pixels
     glued: bool = False
+
+    def zoomed(self, factor: float, side: int) -> Piece:
+        """The piece drawn `factor` times larger, or as large as still fits a `side` square."""
+        fits = side * (1 - 2 * PAD) / max(1, self.box[2] - self.box[0])
+        return replace(self, scale=min(self.scale * factor, max(self.scale, fits)))
 
 
 @dataclass(frozen=True)
@@ -73,10 +80,13 @@ class PageLayout:
     def pieces(self) -> list[Piece]:
         return [piece for line in self.lines for piece in line]
 
-    def crops(self, image: Image.Image, side: int) -> list[Image.Image]:
-        """Every piece as the model's input: scaled, centred on a `side` x `side` square of paper."""
+    def crops(
+        self, image: Image.Image, side: int, pieces: Sequence[Piece] | None = None
+    ) -> list[Image.Image]:
+        """Every piece (or these pieces of the page) as the model's input: scaled, centred on a
+        `side` x `side` square of paper."""
         rgb = image.convert("RGB")
-        return [crop(rgb, piece, side, self.paper) for piece in self.pieces]
+        return [crop(rgb, piece, side, self.paper) for piece in (self.pieces if pieces is None else pieces)]
 
     def join(self, texts: Sequence[str]) -> str:
         """The pieces' texts (in `pieces` order) as the page's text."""
@@ -337,7 +347,20 @@ def crop(image: Image.Image, piece: Piece, side: int, paper: tuple[int, int, int
     """One piece of an RGB page, scaled and centred on a `side` x `side` square of paper colour."""
     left, top, right, bottom = piece.box
     size = (max(1, round((right - left) * piece.scale)), max(1, round((bottom - top) * piece.scale)))
-    ink = image.crop(piece.box).resize(size, Image.Resampling.BICUBIC)
+    ink = darkened(image.crop(piece.box).resize(size, Image.Resampling.BICUBIC), paper)
     square = Image.new("RGB", (side, side), paper)
     square.paste(ink, ((side - size[0]) // 2, round(side / 2 - (piece.middle - top) * piece.scale)))
     return square
+
+
+def darkened(ink: Image.Image, paper: tuple[int, int, int]) -> Image.Image:
+    """Faint print (light grey line numbers, grey text on a grey panel) stretched away from the
+    paper until its darkest pixel is black: the model learned dark print. Print dark enough
+    already, and light print on dark paper, is left as it is."""
+    pixels = np.asarray(ink, dtype=np.float32)
+    background = np.array(paper, dtype=np.float32)
+    contrast = background.mean() - pixels.mean(axis=2).min()
+    if contrast <= 0 or background.mean() <= FAINT * contrast:
+        return ink
+    stretched = background - (background - pixels) * (background.mean() / contrast)
+    return Image.fromarray(stretched.clip(0, 255).astype(np.uint8))

@@ -26,8 +26,9 @@ import torch
 from PIL import Image, ImageOps
 from transformers import PreTrainedTokenizerBase, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
+from transformers.generation.utils import GenerateOutput
 
-from vary.inference.layout import page_layout
+from vary.inference.layout import PageLayout, Piece, page_layout
 from vary.inference.repetition import RepetitionGuard, RepetitionStop, find_loop
 from vary.inference.sources import (
     ALL_PAGES,
@@ -40,6 +41,7 @@ from vary.inference.sources import (
     iter_pages,
 )
 from vary.model import VaryForCausalLM, VaryProcessor, load_pretrained, ocr_conversation
+from vary.model.configuration import check_line_zooms
 from vary.model.tokenizer import IM_END
 
 T = TypeVar("T")
@@ -61,10 +63,13 @@ class GenerationOptions:
     temperature: float = 0.0  # 0: greedy (reproducible OCR); > 0: sampling
     repetition: RepetitionGuard | None = field(default_factory=RepetitionGuard)
     num_beams: int | None = None  # None: the model folder's generation_config.json (1 if unset)
+    # A line reader's zooms (VaryConfig.line_zooms); None: the model folder's config.json (1 if unset)
+    zooms: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.num_beams is not None and self.num_beams < 1:
             raise ValueError(f"num_beams must be at least 1, not {self.num_beams}")
+        check_line_zooms(self.zooms)
 
 
 DEFAULT_OPTIONS = GenerationOptions()
@@ -80,6 +85,7 @@ class PageResult:
     batch_size: int
     source: str | None = None
     page: int | None = None
+    score: float | None = None  # mean log-probability per token of the text, where it was asked for
 
     @property
     def num_tokens(self) -> int:
@@ -243,7 +249,8 @@ class VaryPipeline:
         return [self.read_lines(page, turns, options) for page, turns in pairs]
 
     def read_lines(self, page: PageInput, turns: Conversation, options: GenerationOptions) -> PageResult:
-        """One page cut into one-line crops (`vary.inference.layout`), read in batches, joined."""
+        """One page cut into one-line crops (`vary.inference.layout`), read in batches (a doubtful
+        reading again at each other zoom, the model's likeliest kept), joined."""
         if turns != conversation():
             raise ChatUnsupported(f"model {self.name!r} reads pages line by line: it takes no question")
         start = time.perf_counter()
@@ -251,13 +258,20 @@ class VaryPipeline:
         if max(image.size) > MAX_LINE_PAGE_SIDE:
             image = ImageOps.contain(image, (MAX_LINE_PAGE_SIDE,) * 2, Image.Resampling.LANCZOS)
         layout = page_layout(image, self.line_height, self.input_size)
-        images = layout.crops(image, self.input_size)
-        crops = [PageInput(image, page.source, page.page) for image in images]
-        parts = [
-            part
-            for batch in batched(crops, CROPS_PER_CALL)
-            for part in self.generate(batch, [turns] * len(batch), options)
-        ]
+        side, (zoom, *others) = self.input_size, self.zooms(options)
+        first = [piece.zoomed(zoom, side) for piece in layout.pieces]
+        parts = self.read_pieces(page, image, layout, first, options, scored=bool(others))
+        doubt = self.model.config.line_doubt
+        for zoom in others:  # a doubtful reading is read again at each other zoom, the likeliest kept
+            zoomed = [piece.zoomed(zoom, side) for piece in layout.pieces]
+            again = [
+                i
+                for i, part in enumerate(parts)
+                if zoomed[i] != first[i] and (doubt is None or part.score < doubt)
+            ]
+            readings = self.read_pieces(page, image, layout, [zoomed[i] for i in again], options, scored=True)
+            for i, part in zip(again, readings, strict=True):
+                parts[i] = max(parts[i], part, key=lambda reading: reading.score)
         reasons = {part.finish_reason for part in parts}
         reason = next((r for r in ("repetition", "length") if r in reasons), "stop")
         return PageResult(
@@ -266,10 +280,29 @@ class VaryPipeline:
             finish_reason=reason,
             prompt_tokens=sum(part.prompt_tokens for part in parts),
             seconds=time.perf_counter() - start,
-            batch_size=min(len(crops), CROPS_PER_CALL),
+            batch_size=min(len(parts), CROPS_PER_CALL),
             source=page.source,
             page=page.page,
         )
+
+    def read_pieces(
+        self,
+        page: PageInput,
+        image: Image.Image,
+        layout: PageLayout,
+        pieces: Sequence[Piece],
+        options: GenerationOptions,
+        scored: bool,
+    ) -> list[PageResult]:
+        """Pieces of a page (`image`, the page's image as cut) read in batches of CROPS_PER_CALL."""
+        crops = [
+            PageInput(crop, page.source, page.page) for crop in layout.crops(image, self.input_size, pieces)
+        ]
+        return [
+            part
+            for batch in batched(crops, CROPS_PER_CALL)
+            for part in self.generate(batch, [conversation()] * len(batch), options, scored=scored)
+        ]
 
     @torch.inference_mode()
     def generate(
@@ -278,8 +311,10 @@ class VaryPipeline:
         conversations: Sequence[Conversation],
         options: GenerationOptions = DEFAULT_OPTIONS,
         streamer: BaseStreamer | None = None,
+        scored: bool = False,
     ) -> list[PageResult]:
-        """One batched generate call: page i is read with conversation i."""
+        """One batched generate call: page i is read with conversation i; `scored` also gives
+        each text's likelihood (`PageResult.score`)."""
         beams = self.num_beams(options)
         if streamer is not None and (len(pages) > 1 or beams > 1):
             raise ValueError("a streamer shows one greedy sequence: stream one page with num_beams=1")
@@ -300,9 +335,12 @@ class VaryPipeline:
             pad_token_id=self.tokenizer.pad_token_id,
             stopping_criteria=StoppingCriteriaList([guard] if guard else []),
             streamer=streamer,
+            output_scores=scored,
+            return_dict_in_generate=True,
             **sampling,
         )
-        generated = output[:, prompt_length:].tolist()
+        generated = output.sequences[:, prompt_length:].tolist()
+        steps = self.token_log_probs(output, beams) if scored else None
         seconds = time.perf_counter() - start
         end_ids = {*stop_ids, self.tokenizer.pad_token_id}  # generate pads a row after it ends
         results = []
@@ -310,10 +348,21 @@ class VaryPipeline:
             prompt_tokens = int(batch["attention_mask"][row].sum())
             ids, reason = self._finish(ids, end_ids, options)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            score = None if steps is None else steps[row, : len(ids) + (reason == "stop")].mean().item()
             results.append(
-                PageResult(text, ids, reason, prompt_tokens, seconds, len(pages), page.source, page.page)
+                PageResult(
+                    text, ids, reason, prompt_tokens, seconds, len(pages), page.source, page.page, score
+                )
             )
         return results
+
+    def token_log_probs(self, output: GenerateOutput, beams: int) -> torch.Tensor:
+        """(rows, generated tokens): the log-probability of each token generated, its stop token
+        included (the scores beam search keeps are log-probabilities already)."""
+        beam_indices = getattr(output, "beam_indices", None) if beams > 1 else None
+        return self.model.compute_transition_scores(
+            output.sequences, output.scores, beam_indices, normalize_logits=beams == 1
+        )
 
     # -- helpers -----------------------------------------------------------------------------
     def num_beams(self, options: GenerationOptions) -> int:
@@ -322,6 +371,13 @@ class VaryPipeline:
         if options.num_beams is not None:
             return options.num_beams
         return self.model.generation_config.num_beams or 1
+
+    def zooms(self, options: GenerationOptions) -> tuple[float, ...]:
+        """Zooms a line reader reads each crop at: the options' own, else the model's
+        (`VaryConfig.line_zooms`, where a shipped model can ask for several), else just 1."""
+        if options.zooms is not None:
+            return options.zooms
+        return tuple(self.model.config.line_zooms or (1.0,))
 
     def stop_token_ids(self) -> list[int]:
         """End of an answer: the tokenizer's eos, and `<|im_end|>` for the chatml template."""

@@ -22,6 +22,12 @@ def check_line_height(line_height: list[int] | tuple[int, ...] | None) -> None:
         raise ValueError(f"line_height must be [smallest, largest] px, not {list(line_height)}")
 
 
+def check_line_zooms(line_zooms: list[float] | tuple[float, ...] | None) -> None:
+    """Zooms are None or a non-empty list of positive factors."""
+    if line_zooms is not None and not (line_zooms and all(zoom > 0 for zoom in line_zooms)):
+        raise ValueError(f"zooms must be positive factors, at least one, not {list(line_zooms)}")
+
+
 @strict
 class VaryConfig(PreTrainedConfig):
     """Vary model: vision vocabulary (+ optional CLIP) -> linear projectors -> causal LM.
@@ -41,6 +47,11 @@ class VaryConfig(PreTrainedConfig):
         trained on (`vary data pdf --unit region`). Set, the model reads a page line by line,
         each line cut into crops drawn at that height (`vary.inference.layout`); None (every
         model of the paper's size) reads the whole page at once.
+    line_zooms: a line reader reads each crop at the first of these zooms (1: as the layout
+        scales it), then a doubtful reading again at each other zoom, and keeps the reading the
+        model finds likeliest (mean log-probability per token); None reads each crop once.
+    line_doubt: a reading less likely than this (mean log-probability per token) is doubtful;
+        None doubts every reading (each crop is read at every zoom).
     """
 
     model_type = "vary"
@@ -63,6 +74,8 @@ class VaryConfig(PreTrainedConfig):
     frozen_towers: list[str] | tuple[str, ...] = ()
     template: Literal["plain", "chatml"] = "plain"
     line_height: list[int] | tuple[int, ...] | None = None
+    line_zooms: list[float] | tuple[float, ...] | None = None
+    line_doubt: float | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -73,6 +86,7 @@ class VaryConfig(PreTrainedConfig):
         if "clip" in self.frozen_towers and self.clip_config is None:
             raise ValueError("frozen_towers names 'clip' but the model has no clip_config")
         check_line_height(self.line_height)
+        check_line_zooms(self.line_zooms)
 
     @property
     def num_image_tokens(self) -> int:
