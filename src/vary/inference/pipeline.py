@@ -258,8 +258,8 @@ class VaryPipeline:
         if max(image.size) > MAX_LINE_PAGE_SIDE:
             image = ImageOps.contain(image, (MAX_LINE_PAGE_SIDE,) * 2, Image.Resampling.LANCZOS)
         layout = page_layout(image, self.line_height, self.input_size)
-        side, (zoom, *others) = self.input_size, self.zooms(options)
-        first = [piece.zoomed(zoom, side) for piece in layout.pieces]
+        side, (first_zoom, *others) = self.input_size, self.zooms(options)
+        first = [piece.zoomed(first_zoom, side) for piece in layout.pieces]
         parts = self.read_pieces(page, image, layout, first, options, scored=bool(others))
         doubt = self.model.config.line_doubt
         for zoom in others:  # a doubtful reading is read again at each other zoom, the likeliest kept
