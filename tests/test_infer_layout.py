@@ -7,11 +7,21 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pymupdf
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from vary.data.regions import PAD
-from vary.inference.layout import INK_TO_LINE, PageLayout, Piece, darkened, ink_mask, page_layout, x_band
+from vary.inference.layout import (
+    DIGIT,
+    INK_TO_LINE,
+    PageLayout,
+    Piece,
+    darkened,
+    ink_mask,
+    page_layout,
+    x_band,
+)
 
 FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSerif.ttf"
 LINE_HEIGHT = [15, 22]  # the built-in model's training range
@@ -137,6 +147,29 @@ def test_line_numbers_in_small_print_are_scaled_by_their_own_height() -> None:
         assert LINE_HEIGHT[0] / 2 <= rows[-1] + 1 - rows[0] <= LINE_HEIGHT[1]
         for _ in line[1:]:
             next(crops)
+
+
+@pytest.mark.parametrize(("grey", "zoom"), [(0.0, 2.0), (0.58, 2.4), (0.6, 2.0)])
+def test_light_grey_line_numbers_are_measured_whole(grey: float, zoom: float) -> None:
+    """A PDF listing's tiny grey line numbers, of which the page's ink threshold keeps only a few
+    pixels, are still scaled by their own height, all alike, their digits as tall as a
+    trained line's capitals."""
+    document = pymupdf.open()
+    page = document.new_page(width=300, height=100)
+    listing = ["\\ifboolexpr{%", "  not test{\\ifdefvoid}", "  and test{\\ifstrempty}", "}%"]
+    for row, code in enumerate(listing):
+        page.insert_text((12, 30 + 12 * row), str(8864 + row), fontsize=4.5, color=(grey,) * 3)
+        page.insert_text((32, 30 + 12 * row), code, fontsize=9, fontname="cour")
+    pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom))
+    image = Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    numbers = [line[0] for line in layout.lines]
+    assert len(numbers) == 4 and all(number.box[2] < 24 * zoom for number in numbers)
+    assert len({number.scale for number in numbers}) == 1  # all alike
+    assert numbers[0].scale > 1.3 * layout.lines[0][1].scale
+    for crop in layout.crops(image, SIDE, numbers):
+        rows = np.flatnonzero(ink_mask(np.asarray(crop.convert("L"))).any(axis=1))
+        assert DIGIT * LINE_HEIGHT[0] <= rows[-1] + 1 - rows[0] <= LINE_HEIGHT[1]
 
 
 def test_a_footnote_line_is_scaled_by_its_own_height() -> None:

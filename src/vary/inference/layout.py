@@ -36,6 +36,7 @@ from vary.data.text import join_soft_breaks
 
 INK_TO_LINE = 0.87  # ink height of a line with ascenders and descenders / its line height
 XHEIGHT = 0.5  # x-height / line height of Latin text (0.45-0.53 in the manuals' fonts)
+DIGIT = 0.65  # height of digits and capitals / line height
 SLACK = 0.25  # a line height read off a few pixels of x-height is off by up to a quarter
 WORD_GAP = 0.25  # a gap this wide (in line heights) separates words; letters sit closer
 COLUMN_GAP = 2.0  # an empty strip this wide (in line heights) down the whole page separates columns
@@ -123,10 +124,14 @@ def split_at_gaps(spans: Sequence[Span], min_gap: float) -> list[list[Span]]:
     return groups
 
 
+def dark_on_light(gray: np.ndarray) -> np.ndarray:
+    """A greyscale page with its ink darker than its paper (light print on dark paper inverted)."""
+    return 255 - gray if np.median(gray) < 128 else gray
+
+
 def ink_mask(gray: np.ndarray) -> np.ndarray:
     """Ink pixels of a greyscale page (dark on light, or light on dark), by Otsu's threshold."""
-    if np.median(gray) < 128:
-        gray = 255 - gray
+    gray = dark_on_light(gray)
     if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:
         return np.zeros(gray.shape, dtype=bool)
     counts = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
@@ -254,24 +259,30 @@ def fit_pieces(
     return pieces
 
 
-def small_print(
-    mask: np.ndarray, letters: Sequence[Span], rows: Span, height: float
-) -> tuple[float, float] | None:
-    """(middle row, own line height) of a line, or a segment of one (letters after a wide gap),
-    printed clearly smaller than the `height` the page gives the line: a footnote, a code
-    listing's line numbers. It is then scaled, and cut into words, by its own height, as the
-    data engine draws each small font. None for print of the line's size, or print too small to
-    measure (a dot, a dash)."""
-    band = mask[rows[0] : rows[1], letters[0][0] : letters[-1][1]]
+def faint_ink(gray: np.ndarray, mask: np.ndarray, rows: Span, span: Span) -> np.ndarray:
+    """The ink mask of one box of a page, with the pixels nearer the box's darkest than its paper
+    (its median) added: print fainter than the page's threshold, light grey line numbers beside
+    black code, is then measured whole instead of by the few pixels that reach it."""
+    box = gray[rows[0] : rows[1], span[0] : span[1]].astype(np.int16)
+    return mask[rows[0] : rows[1], span[0] : span[1]] | (box <= (box.min() + np.median(box)) / 2)
+
+
+def small_print(band: np.ndarray, height: float) -> tuple[float, float] | None:
+    """(middle row in `band`, own line height) of the ink of a line, or of a segment of one
+    (letters after a wide gap), printed clearly smaller than the `height` the page gives the
+    line: a footnote, a code listing's line numbers. It is then scaled, and cut into words, by
+    its own height, as the data engine draws each small font. None for print of the line's
+    size, or print too small to measure (a dot, a dash). A segment inked evenly from top to
+    bottom is taken for digits (line numbers), not for lower-case letters without ascenders."""
     inked = np.flatnonzero(band.any(axis=1))
     ink = int(inked[-1] - inked[0]) + 1
     if ink < SPECK * height:
         return None
     start, stop = x_band(band[inked[0] : inked[-1] + 1])
-    own = line_px(stop - start, ink, None)
+    own = min(line_px(stop - start, ink, None), ink / DIGIT)
     if own >= SMALL_PRINT * height:
         return None
-    return rows[0] + inked[0] + (start + stop) / 2, own
+    return inked[0] + (start + stop) / 2, own
 
 
 def x_band(band: np.ndarray) -> Span:
@@ -306,7 +317,8 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
     ([smallest, largest])."""
     rgb = np.asarray(image.convert("RGB"))
     paper = tuple(int(v) for v in np.median(rgb.reshape(-1, 3), axis=0))
-    mask = without_rules(ink_mask(np.asarray(image.convert("L"))))
+    gray = dark_on_light(np.asarray(image.convert("L")))
+    mask = without_rules(ink_mask(gray))
     all_lines = text_lines(mask)
     if not all_lines:
         return PageLayout([], [], paper)
@@ -325,7 +337,14 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
             line = (top + (start + stop) / 2, height)  # the row to centre, the line height
             pieces: list[Piece] = []
             for segment in split_at_gaps(letters, SEGMENT_GAP * height) if page else [letters]:
-                middle, size = (page and small_print(mask, segment, (top, bottom), height)) or line
+                middle, size = line
+                margin = round(SEGMENT_GAP * height / 2)  # faint ends of its first and last letters
+                span = (max(left, segment[0][0] - margin), min(right, segment[-1][1] + margin))
+                band = faint_ink(gray, mask, (top, bottom), span) if page else None
+                small = page and small_print(band, height)
+                if small:  # its own letters, faint ones whole
+                    middle, size = top + small[0], small[1]
+                    segment = [(a + span[0], b + span[0]) for a, b in runs(band.any(axis=0))]
                 scale, smallest = scales(size, line_height, keep=not page)
                 words = split_at_gaps(segment, WORD_GAP * size)
                 pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width)
