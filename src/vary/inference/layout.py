@@ -285,6 +285,21 @@ def small_print(band: np.ndarray, height: float) -> tuple[float, float] | None:
     return inked[0] + (start + stop) / 2, own
 
 
+def small_segment(
+    gray: np.ndarray, mask: np.ndarray, letters: Sequence[Span], rows: Span, column: Span, height: float
+) -> tuple[float, float, list[Span]] | None:
+    """(middle row, own line height, letters) of a segment of a line (`letters` after a wide
+    gap) in small print, its faint ink included: half a line height either side, so that a
+    faint first or last digit is not cut. None for print of the line's size (`small_print`)."""
+    margin = round(SEGMENT_GAP * height / 2)
+    span = (max(column[0], letters[0][0] - margin), min(column[1], letters[-1][1] + margin))
+    band = faint_ink(gray, mask, rows, span)
+    small = small_print(band, height)
+    if small is None:
+        return None
+    return rows[0] + small[0], small[1], [(a + span[0], b + span[0]) for a, b in runs(band.any(axis=0))]
+
+
 def x_band(band: np.ndarray) -> Span:
     """Rows of a text line's x-height band: at least half as inked as the busiest row. Its
     height gives the line height whichever letters have ascenders or descenders, and its
@@ -337,14 +352,8 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
             line = (top + (start + stop) / 2, height)  # the row to centre, the line height
             pieces: list[Piece] = []
             for segment in split_at_gaps(letters, SEGMENT_GAP * height) if page else [letters]:
-                middle, size = line
-                margin = round(SEGMENT_GAP * height / 2)  # faint ends of its first and last letters
-                span = (max(left, segment[0][0] - margin), min(right, segment[-1][1] + margin))
-                band = faint_ink(gray, mask, (top, bottom), span) if page else None
-                small = page and small_print(band, height)
-                if small:  # its own letters, faint ones whole
-                    middle, size = top + small[0], small[1]
-                    segment = [(a + span[0], b + span[0]) for a, b in runs(band.any(axis=0))]
+                small = page and small_segment(gray, mask, segment, (top, bottom), (left, right), height)
+                middle, size, segment = small or (*line, segment)
                 scale, smallest = scales(size, line_height, keep=not page)
                 words = split_at_gaps(segment, WORD_GAP * size)
                 pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width)
