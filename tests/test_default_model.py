@@ -4,8 +4,8 @@ Words of held-out prose (the last tenth of the corpus sentences, never in traini
 black on white in the manuals' font (Latin Modern), centred on the model's 64 px input, and read
 back with the command-line defaults (4 beams, from the model's generation_config.json; a
 doubtful crop read again 1.2x larger, from its config.json). Measured (docs/default-model.md,
-the mean of session 14's model and stage 17): mean CER 0.063 on these 64 lines, 48 of them read
-exactly; 0.004 on the drawn page of six held-out lines; 0.017 on the README's paragraph. The
+the mean of step 22's model and stage 18): mean CER 0.073 on these 64 lines, 47 of them read
+exactly; 0.004 on the drawn page of six held-out lines; 0.021 on the README's paragraph. The
 bounds leave a margin for the thread-count noise of float32 matmuls and are far below what a
 reader that ignores the image gets (the last test).
 """
