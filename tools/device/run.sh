@@ -1,0 +1,43 @@
+#!/bin/bash
+# Stage 19 of the default model in one call of the device tool (tools/device/README.md): unpack
+# the crops, probe the training rate, train for the time left, export the model as float16 halves
+# under $OUT. BUDGET: seconds this script may take in all; EXTRA: more KEY=VALUE overrides.
+set -u -o pipefail
+T0=$SECONDS; BUDGET=${BUDGET:-480}; PROBE_STEPS=${PROBE_STEPS:-60}; BATCH=${BATCH:-512}
+T=tools/device; G=.gpu  # the scripts, and what pack.py and the README's downloads put there
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+say() { echo "[$((SECONDS - T0))s] $*" | tee -a "$OUT/run.log"; }
+if [ -z "${LOCAL:-}" ]; then  # the GPU machine: its transformers is older, some packages are absent
+  mkdir -p /tmp/site && tar xJf $G/transformers-*.tar.xz -C /tmp/site || exit 1
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site $G/*.whl || exit 1
+  python3 $T/stubs.py /tmp/site || exit 1
+  export PYTHONPATH=$PWD/src:/tmp/site
+  LM=/usr/share/texmf/fonts/opentype/public/lm; mkdir -p $LM && cp $G/fonts/*.otf $LM/
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$OUT/run.log"
+fi
+export PYTHONUNBUFFERED=1
+python3 -c "import os, torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__,
+  'cuda', torch.cuda.is_available(), 'cores', len(os.sched_getaffinity(0)))" | tee -a "$OUT/run.log" || exit 1
+python3 $T/unpack.py $G/data out/default-model/data | tee -a "$OUT/run.log" || exit 1
+mkdir -p out/default-model/data/regions-heldout && cp $G/heldout.tar out/default-model/data/regions-heldout/
+TRAIN="python3 $T/train.py configs/default-model-stage19.yaml"
+say "probe: $PROBE_STEPS steps (renders the synthetic sources first)"
+P0=$SECONDS
+timeout 240 $TRAIN output_dir=/tmp/probe optim.max_steps=$PROBE_STEPS log_every=10 eval.every=0 \
+  eval.samples=64 eval.decode_samples=64 ${EXTRA:-} > "$OUT/probe.log" 2>&1 \
+  || { tail -40 "$OUT/probe.log"; say "probe failed"; exit 1; }
+RATE=$(python3 -c "
+import json, statistics
+rows = [json.loads(line) for line in open('/tmp/probe/metrics.jsonl')]
+rates = [r['train/samples_per_s'] for r in rows if 'train/samples_per_s' in r]
+print(statistics.median(rates[1:] or rates))") || { say "no rate in the probe's metrics"; exit 1; }
+say "probe took $((SECONDS - P0))s; steady rate $RATE samples/s"
+LEFT=$((BUDGET - (SECONDS - T0) - 75))  # start-up, evaluations, checkpoints, export
+STEPS=$(python3 -c "print(max(50, int($LEFT * $RATE * 0.92 / $BATCH) // 50 * 50))")
+say "main run: $STEPS steps in ~${LEFT}s"
+timeout $((BUDGET - (SECONDS - T0) - 25)) $TRAIN optim.max_steps=$STEPS ${EXTRA:-} > "$OUT/train.log" 2>&1 \
+  || say "main run ended early (status $?)"
+say "main run done"
+grep -a "held-out\|->" "$OUT/train.log" | tail -12
+python3 $T/export.py out/default-model-stage19 "$OUT" || exit 1
+say "all done"
