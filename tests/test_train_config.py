@@ -110,11 +110,11 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     monkeypatch.chdir(ROOT)
     paths = sorted((ROOT / "configs").glob("default-model-stage*.yaml"))
     stages = {int(p.stem.removeprefix("default-model-stage")): load_train_config(p) for p in paths}
-    assert sorted(stages) == list(range(2, 20))
+    assert sorted(stages) == list(range(2, 21))
     for n, cfg in stages.items():
         parent = {15: 13}.get(n, n - 1)  # stage 14 was tried and not kept: 15 goes on from 13
         previous = "out/default-model" if n == 2 else f"out/default-model-stage{parent}"
-        if n >= 16:  # from the shipped model (recipe steps 17, 20, 22 and 24)
+        if n >= 16:  # from the shipped model (recipe steps 17, 20, 22, 24 and 26)
             assert cfg.init_from == "src/vary/assets/default-model"
         else:
             assert cfg.init_from == f"{previous}/model"
@@ -122,18 +122,18 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     assert [n for n, cfg in stages.items() if cfg.deepen == 2] == [7, 8]
     assert [n for n, cfg in stages.items() if cfg.widen == 2] == [11, 14]
     assert all(cfg.deepen == cfg.widen == 1 for n, cfg in stages.items() if n < 7)
-    for n in range(8, 20):  # stage 3's beams, and the line height of the recipe's crops
+    for n in range(8, 21):  # stage 3's beams, and the line height of the recipe's crops
         assert stages[n].generation.num_beams == 4 and stages[n].generation.line_height == [15, 22]
     numbers = ["numbers-small", "numbers-roman", "numbers-mono", "numbers-sans"]  # stage 17's
-    for n in range(9, 20):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
+    for n in range(9, 21):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
         coarse = {name(s): s.low_res for s in stages[n].data.sources if s.low_res}
         crops = ["regions-train", "regions-train-extra", "regions-train-extra2", "regions-train-extra3"]
-        later = {17: numbers, 18: [*numbers, "glyphs-mono"], 19: [*numbers, "glyphs-mono"]}.get(n, [])
+        later = {17: numbers}.get(n, [*numbers, "glyphs-mono"] if n >= 18 else [])
         assert list(coarse) == [*crops[: 4 if n >= 12 else 3], "words-lm", *later]
         expected = {9: (0.5, [0.45, 0.9]), 16: (0.75, [0.3, 0.75])}.get(n, (0.5, [0.3, 0.9]))
         assert all((coarse[k].share, coarse[k].scale) == expected for k in [*crops[:3], "words-lm"])
         assert all((coarse[k].share, coarse[k].scale) == (0.75, [0.3, 0.75]) for k in coarse if k in numbers)
-    assert all(abs(sum(s.weight for s in stages[n].data.sources) - 1) < 1e-9 for n in (17, 18, 19))
+    assert all(abs(sum(s.weight for s in stages[n].data.sources) - 1) < 1e-9 for n in (17, 18, 19, 20))
     assert not any(s.low_res for n in range(2, 9) for s in stages[n].data.sources)
 
 
