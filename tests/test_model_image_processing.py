@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from vary.model.image_processing import ImageProcessor, ink_normalize, pad_to_square
+from vary.model.image_processing import MEAN_STD, ImageProcessor, ink_normalize, pad_to_square
 
 
 def wide_line(paper: int = 230) -> Image.Image:
@@ -41,7 +41,29 @@ def test_square_images_are_the_same_either_way() -> None:
 
 
 def test_ink_is_zero_on_paper_and_positive_on_strokes() -> None:
-    pixels = torch.from_numpy(np.asarray(wide_line(), dtype=np.float32) / 255).permute(2, 0, 1)
-    ink = ink_normalize(pixels)
+    pixels = torch.from_numpy(np.array(wide_line())).permute(2, 0, 1)[None]
+    ink = ink_normalize(pixels)[0]
     assert ink[:, 0, 0].abs().max() == 0  # paper, whatever its grey
     assert ink[:, 20, 100].min() > 3.0  # black stroke on grey paper: (1 - 0.1) * 4 - background
+
+
+def test_uint8_pixels_normalised_later_equal_the_float_path() -> None:
+    """Training batches cross processes as uint8 and are normalised where the model runs: the
+    model must see what `vary ocr` gives it, for every normalisation."""
+    noise = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)  # no one paper grey
+    images = [wide_line(paper=230), wide_line(paper=255).rotate(90, expand=True), Image.fromarray(noise)]
+    for normalization in ("ink", "clip", "imagenet"):
+        processor = ImageProcessor(48, normalization, "pad")
+        pixels = processor.pixels(images)
+        assert pixels.dtype == torch.uint8 and pixels.shape == (3, 3, 48, 48)
+        assert torch.equal(processor.normalize(pixels), processor(images))
+        # against the normalisation written out in float, image by image
+        scaled = pixels.float() / 255
+        for k in range(3):
+            if normalization == "ink":
+                ink = 1 - scaled[k]
+                expected = (ink - ink.flatten(1).median(dim=1).values.view(3, 1, 1)).clamp(min=0) * 4
+            else:
+                mean, std = (torch.tensor(v).view(3, 1, 1) for v in MEAN_STD[normalization])
+                expected = (scaled[k] - mean) / std
+            assert torch.equal(processor(images)[k], expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from vary.data.lines import LinesConfig, line_sample, lines_job, words_allowed
 from vary.model import VaryProcessor, build_model
 from vary.reporting import ErrorLog
 from vary.training.config import LowResConfig, SourceConfig
-from vary.training.data import Collator, Position, Ref, iter_steps, iter_stream
+from vary.training.data import Collator, ParsedRef, Position, iter_steps, iter_stream
 
 
 def write_lines(folder: Path, n: int, split: str = "train", **options) -> Path:
@@ -37,7 +38,7 @@ def shards(tmp_path_factory) -> Path:
 
 
 def ids(stream, count: int) -> list[str]:
-    return [ref.sample.id for ref, _ in itertools.islice(stream, count)]
+    return [ref.load().id for ref, _ in itertools.islice(stream, count)]
 
 
 def test_lines_are_pure_functions_of_config_and_index():
@@ -65,8 +66,8 @@ def test_stream_resumes_exactly_from_any_position(shards):
     full = list(itertools.islice(iter_stream(sources, 3, Position(), errors), 150))  # 2.5 epochs
     for cut in (0, 7, 24, 59, 60, 101):
         resumed = iter_stream(sources, 3, full[cut - 1][1] if cut else Position(), errors)
-        assert ids(resumed, 150 - cut) == [ref.sample.id for ref, _ in full[cut:]]
-    first, second = [ref.sample.id for ref, _ in full[:60]], [ref.sample.id for ref, _ in full[60:120]]
+        assert ids(resumed, 150 - cut) == [ref.load().id for ref, _ in full[cut:]]
+    first, second = [ref.load().id for ref, _ in full[:60]], [ref.load().id for ref, _ in full[60:120]]
     assert sorted(first) == sorted(second) and first != second  # every epoch once, files reshuffled
     in_order = ids(iter_stream([SourceConfig(path=str(shards), shuffle=False)], 3, Position(), errors), 60)
     assert in_order == sorted(in_order)  # generation order kept: a curriculum survives
@@ -116,7 +117,7 @@ def test_micro_batches_are_the_same_for_any_number_of_processes(shards):
     def steps(rank: int, world: int, accumulation: int) -> list[list[list[str]]]:
         stream = iter_stream([SourceConfig(path=str(shards))], 0, Position(), ErrorLog())
         return [
-            [[r.sample.id for r in micro] for micro in own]
+            [[r.where for r in micro] for micro in own]
             for own, _ in itertools.islice(iter_steps(stream, 4, accumulation, rank, world), 3)
         ]
 
@@ -136,9 +137,37 @@ def test_llava_json_and_a_broken_image_keep_their_slot(tmp_path, tokenizer):
     (tmp_path / "chat.json").write_text(json.dumps(items))
     stream = iter_stream([SourceConfig(path=str(tmp_path / "chat.json"))], 0, Position(), ErrorLog())
     refs = [ref for ref, _ in itertools.islice(stream, 2)]
-    assert isinstance(refs[0], Ref) and refs[0].sample.conversations == turns
+    assert isinstance(refs[0], ParsedRef) and refs[0].sample.conversations == turns
     model = build_model(tiny_model_config("base"), tokenizer)
     batch = Collator(VaryProcessor.from_config(model.config, tokenizer), "base-sft")(refs)
     assert [where for where, _ in batch.problems] == ["chat.json[1]"]
     labels = batch.inputs["labels"]
     assert (labels[0] != -100).sum() > 0 and (labels[1] != -100).sum() == 0  # no target, same shape
+
+
+def test_the_stream_hands_out_positions_and_a_cut_shard_is_named_where_it_is_read(
+    shards, tmp_path, tokenizer
+):
+    """The training process counts records from the manifest and reads none; a record the
+    manifest promises but a cut shard lacks fails in the collate step, naming shard and damage."""
+    folder = tmp_path / "copy"
+    shutil.copytree(shards, folder)
+    first = sorted(folder.glob("*.tar"))[0]
+    first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    source = SourceConfig(path=str(folder), shuffle=False)
+    refs = [ref for ref, _ in itertools.islice(iter_stream([source], 0, Position(), ErrorLog()), 12)]
+    assert [(ref.path, ref.record) for ref in refs[:10]] == [(first, k) for k in range(10)]
+    model = build_model(tiny_model_config(), tokenizer)
+    batch = Collator(VaryProcessor.from_config(model.config, tokenizer), "tiny")(refs)
+    readable = 10 - len(batch.problems)
+    assert 0 < readable < 10  # what is left of the cut shard is still read
+    assert [where for where, _ in batch.problems] == [f"{first.name}#{k}" for k in range(readable, 10)]
+    assert all(
+        f"only {readable} readable records" in p and "truncated or corrupt" in p for _, p in batch.problems
+    )
+
+    (folder / "manifest.json").unlink()  # shards from elsewhere: counted from their headers
+    errors = ErrorLog()
+    stream = iter_stream([source], 0, Position(), errors)
+    assert ids(stream, readable + 1)[readable:] == [refs[10].load().id]
+    assert errors.count == 1  # the cut, reported once for the epoch

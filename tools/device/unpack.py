@@ -33,7 +33,7 @@ def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_shard(job: Job) -> int:
+def write_shard(job: Job) -> tuple[Path, int]:
     path, metas, pixels = job
     with tarfile.open(path, "w") as tar:
         for meta, grey in zip(metas, pixels, strict=True):
@@ -42,7 +42,17 @@ def write_shard(job: Job) -> int:
             image.save(png, format="PNG", compress_level=1)
             add(tar, key + ".png", png.getvalue())
             add(tar, key + ".json", meta.encode())
-    return len(metas)
+    return path, len(metas)
+
+
+def write_manifests(written: list[tuple[Path, int]]) -> None:
+    """Records per shard, as `vary data` writes them: `vary train` counts from these, reading nothing."""
+    folders: dict[Path, list[dict]] = {}
+    for path, count in sorted(written):
+        folders.setdefault(path.parent, []).append({"name": path.name, "count": count})
+    for folder, shards in folders.items():
+        totals = {"samples": sum(shard["count"] for shard in shards)}
+        (folder / "manifest.json").write_text(json.dumps({"totals": totals, "shards": shards}))
 
 
 def jobs(packed: Path, out: Path) -> Iterator[Job]:
@@ -62,5 +72,6 @@ def jobs(packed: Path, out: Path) -> Iterator[Job]:
 if __name__ == "__main__":
     began = time.time()
     with Pool() as pool:
-        count = sum(pool.imap_unordered(write_shard, jobs(Path(sys.argv[1]), Path(sys.argv[2]))))
-    print(f"unpacked {count} crops in {time.time() - began:.1f}s")
+        written = list(pool.imap_unordered(write_shard, jobs(Path(sys.argv[1]), Path(sys.argv[2]))))
+    write_manifests(written)
+    print(f"unpacked {sum(count for _, count in written)} crops in {time.time() - began:.1f}s")

@@ -19,7 +19,7 @@ import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from PIL import Image
 
@@ -85,37 +85,83 @@ def iter_samples(
             yield Sample.from_json(raw.record, image)
 
 
-def iter_records(path: Path, errors: ErrorLog) -> Iterator[RawRecord]:
-    """Raw entries of one tar shard, grouped by key; damage is reported once and ends this file."""
-    count, group_key, files = 0, None, {}
+@dataclass(frozen=True)
+class RecordEntry:
+    """Where one record's files lie in its shard: extension -> (data offset, size) in bytes."""
+
+    key: str
+    parts: dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class ShardIndex:
+    """A shard's records, located from the tar headers alone, so that any one can be read later.
+
+    `problems` are (where, message, kind) for the ErrorLog: a group without its .json part, or
+    the damage that ends the index early (the records before it are kept).
+    """
+
+    records: tuple[RecordEntry, ...]
+    problems: tuple[tuple[str, str, str], ...] = ()
+
+
+def index_shard(path: Path) -> ShardIndex:
+    """Scan the headers of a tar shard (its data is skipped, not read), grouping files by key."""
+    records: list[RecordEntry] = []
+    problems: list[tuple[str, str, str]] = []
+    size = path.stat().st_size
+
+    def close(key: str, parts: dict[str, tuple[int, int]]) -> None:
+        if "json" in parts:
+            records.append(RecordEntry(key, parts))
+        else:
+            problems.append((f"{path.name}:{key}", "sample has no .json part", "bad_sample"))
+
+    key, parts = "", {}
     try:
-        with tarfile.open(path, mode="r|") as tar:
+        with tarfile.open(path, mode="r:") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
-                key, _, ext = member.name.rpartition("/")[2].partition(".")
-                if key != group_key and files:
-                    record = _group(path, group_key, files, errors)
-                    if record:
-                        count += 1
-                        yield record
-                    files = {}
-                group_key = key
-                files[ext] = tar.extractfile(member).read()
+                if member.offset_data + member.size > size:
+                    raise tarfile.ReadError(f"{member.name} cut short")
+                name_key, _, ext = member.name.rpartition("/")[2].partition(".")
+                if name_key != key and parts:
+                    close(key, parts)
+                    parts = {}
+                key, parts[ext] = name_key, (member.offset_data, member.size)
     except (tarfile.TarError, EOFError, OSError) as err:
-        errors.record(
-            str(path), f"truncated or corrupt shard after {count} samples ({err})", kind="bad_shard"
-        )
-        return
-    if files:
-        record = _group(path, group_key, files, errors)
-        if record:
-            count += 1
-            yield record
+        message = f"truncated or corrupt shard after {len(records)} samples ({err})"
+        return ShardIndex(tuple(records), (*problems, (str(path), message, "bad_shard")))
+    if parts:
+        close(key, parts)
     if not _ends_cleanly(path):
-        errors.record(
-            str(path), f"truncated shard: no tar end marker after {count} samples", kind="bad_shard"
-        )
+        message = f"truncated shard: no tar end marker after {len(records)} samples"
+        problems.append((str(path), message, "bad_shard"))
+    return ShardIndex(tuple(records), tuple(problems))
+
+
+def read_record(shard: BinaryIO, name: str, entry: RecordEntry) -> RawRecord:
+    """One indexed record of the open shard `shard` (named `name`), its JSON parsed."""
+
+    def read(ext: str) -> bytes:
+        offset, size = entry.parts[ext]
+        shard.seek(offset)
+        return shard.read(size)
+
+    ext = next((e for e in IMAGE_EXTS if e in entry.parts), None)
+    record = json.loads(read("json").decode("utf-8"))
+    return RawRecord(entry.key, record, read(ext) if ext else None, ext, name)
+
+
+def iter_records(path: Path, errors: ErrorLog) -> Iterator[RawRecord]:
+    """Raw entries of one tar shard, grouped by key; damage is reported once and ends this file."""
+    index = index_shard(path)
+    with path.open("rb") as shard:
+        for entry in index.records:
+            yield read_record(shard, path.name, entry)
+    for where, message, kind in index.problems:
+        errors.record(where, message, kind=kind)
 
 
 def _ends_cleanly(path: Path) -> bool:
@@ -145,15 +191,6 @@ def mix(streams: Sequence[Iterable[T]], weights: Sequence[float], seed: int = 0)
             yield next(iterators[i])
         except StopIteration:
             del iterators[i], live[i]
-
-
-def _group(path: Path, key: str | None, files: dict[str, bytes], errors: ErrorLog) -> RawRecord | None:
-    if "json" not in files:
-        errors.record(f"{path.name}:{key}", "sample has no .json part", kind="bad_sample")
-        return None
-    ext = next((e for e in IMAGE_EXTS if e in files), None)
-    record = json.loads(files["json"].decode("utf-8"))
-    return RawRecord(str(key), record, files.get(ext) if ext else None, ext, path.name)
 
 
 def _iter_llava(path: Path, image_root: Path, errors: ErrorLog, decode: bool) -> Iterator[Sample]:

@@ -47,16 +47,17 @@ class VaryProcessor:
         images: list[Image.Image],
         conversations: list[list[dict[str, str]]],
         padding_side: Literal["left", "right"] = "right",
+        normalize: bool = True,
     ) -> dict[str, torch.Tensor]:
         """A batch: `input_ids`, `attention_mask`, `labels` and the pixel tensors.
 
         Right padding for training; left padding for generation, so every prompt ends where
-        decoding starts.
+        decoding starts. `normalize=False` leaves the pixels uint8 (`VaryImageProcessor`).
         """
         if len(images) != len(conversations):
             raise ValueError(f"{len(images)} images for {len(conversations)} conversations")
         batch = pad_batch([self.encode(c) for c in conversations], self.tokenizer.pad_token_id, padding_side)
-        return batch | self.image_processor(images)
+        return batch | self.image_processor(images, normalize)
 
 
 def pad_batch(

@@ -9,16 +9,20 @@ Every process walks the same global sample order and keeps its own micro-batches
 - the micro-batches of a step go round-robin to the processes, so N processes see exactly the
   micro-batches one process sees with N times the gradient accumulation.
 
-Records are read as undecoded `Ref`s; only the process that trains on one decodes its image, in
-the collate step (optionally in worker processes). The position in the stream is a few integers
-(samples drawn; for each source its epoch, file and record), saved with every checkpoint:
-resuming re-opens each source at its file and skips at most one file's records, undecoded.
+The stream hands out positions in the shards (`ShardRef`: file and record number, counted from
+`vary data`'s manifests), not records: only the process that trains on a sample reads it from
+its shard and decodes it, in the collate step (optionally in worker processes, which then carry
+the reading too). The position in the stream is a few integers (samples drawn; for each source
+its epoch, file and record), saved with every checkpoint: resuming starts each source at its
+file and record without reading anything before it.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
+import json
 import os
 import random
 import threading
@@ -35,7 +39,8 @@ import torch
 from PIL import Image
 
 from vary.cli import UserError
-from vary.data.reader import find_shards, iter_records, iter_samples
+from vary.data.engine import MANIFEST
+from vary.data.reader import ShardIndex, find_shards, index_shard, iter_samples, read_record
 from vary.data.sample import Sample
 from vary.model import VaryProcessor, ocr_conversation
 from vary.model.templates import IGNORE_INDEX
@@ -73,35 +78,107 @@ class Position:
 
 
 @dataclass
-class Ref:
-    """A sample whose image is not decoded yet: cheap to skip, to hold and to send to a worker."""
+class ShardRef:
+    """Record `record` of a shard, not read yet: the training process hands out positions only and
+    the collate workers read them (reading records took most of the training process's time per
+    step on an H100, which then waited for it)."""
+
+    path: Path
+    record: int
+    low_res: LowRes | None = None  # drawn for this sample of the stream (`vary.training.augment`)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.name}#{self.record}"
+
+    def load(self) -> Sample:
+        """The sample with its image (raises, naming the damage, on a record that cannot be read)."""
+        index = cached_index(self.path)
+        if self.record >= len(index.records):
+            damage = "; ".join(message for _, message, _ in index.problems) or "fewer than its manifest says"
+            raise ValueError(f"only {len(index.records)} readable records in the shard: {damage}")
+        with self.path.open("rb") as shard:
+            raw = read_record(shard, self.path.name, index.records[self.record])
+        return with_image(Sample.from_json(raw.record, None), raw.image, self.low_res)
+
+
+@dataclass
+class ParsedRef:
+    """A sample the stream has parsed (a LLaVA JSON item), its image (file or bytes) not decoded yet."""
 
     sample: Sample  # image is None
     image: bytes | Path | None
     where: str
-    low_res: LowRes | None = None  # drawn for this sample of the stream (`vary.training.augment`)
+    low_res: LowRes | None = None
 
     def load(self) -> Sample:
-        """The sample with its image (PIL raises on damaged data; the caller records it)."""
-        if self.image is None:
-            raise ValueError("sample has no image")
-        image = Image.open(io.BytesIO(self.image) if isinstance(self.image, bytes) else self.image)
-        image.load()
-        if self.low_res is not None:
-            image = lower_resolution(image, self.low_res)
-        return replace(self.sample, image=image)
+        return with_image(self.sample, self.image, self.low_res)
 
 
-def iter_file(path: Path, image_root: str | None, errors: ErrorLog) -> Iterator[Ref]:
-    """The records of one shard or LLaVA JSON file, in stored order, images left encoded."""
+Ref = ShardRef | ParsedRef
+
+
+def with_image(sample: Sample, image: bytes | Path | None, low_res: LowRes | None) -> Sample:
+    """`sample` with its image decoded (PIL raises on damaged data; the collator records it)."""
+    if image is None:
+        raise ValueError("sample has no image")
+    decoded = Image.open(io.BytesIO(image) if isinstance(image, bytes) else image)
+    decoded.load()
+    if low_res is not None:
+        decoded = lower_resolution(decoded, low_res)
+    return replace(sample, image=decoded)
+
+
+def cached_index(path: Path) -> ShardIndex:
+    """`index_shard(path)`, scanned once per process for as long as the file stays the same."""
+    stat = path.stat()
+    return _index(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _index(path: Path, mtime_ns: int, size: int) -> ShardIndex:
+    return index_shard(path)
+
+
+def manifest_counts(folder: Path) -> dict[str, int]:
+    """Records per shard as `vary data` wrote them (`manifest.json`), {} where there is none."""
+    try:
+        return _manifest_counts(folder / MANIFEST, (folder / MANIFEST).stat().st_mtime_ns)
+    except OSError:
+        return {}
+
+
+@functools.lru_cache(maxsize=256)
+def _manifest_counts(path: Path, mtime_ns: int) -> dict[str, int]:
+    try:
+        return {shard["name"]: int(shard["count"]) for shard in json.loads(path.read_text("utf-8"))["shards"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def record_count(path: Path, errors: ErrorLog) -> int:
+    """How many records `path` holds: its manifest's count, else its headers scanned (and their
+    problems reported), so the training process reads no record itself."""
+    count = manifest_counts(path.parent).get(path.name)
+    if count is not None:
+        return count
+    index = cached_index(path)
+    for where, message, kind in index.problems:
+        errors.record(where, message, kind=kind)
+    return len(index.records)
+
+
+def iter_file(path: Path, image_root: str | None, errors: ErrorLog, start: int) -> Iterator[Ref]:
+    """The records of one shard or LLaVA JSON file from record `start`, in stored order, unread."""
     if path.suffix == ".json":
         root = Path(image_root) if image_root else path.parent
-        for n, sample in enumerate(iter_samples([path], errors, root, decode_images=False)):
+        samples = iter_samples([path], errors, root, decode_images=False)
+        for n, sample in enumerate(itertools.islice(samples, start, None), start=start):
             image_file = sample.meta.get("image_file")
-            yield Ref(sample, root / image_file if image_file else None, f"{path.name}[{n}]")
+            yield ParsedRef(sample, root / image_file if image_file else None, f"{path.name}[{n}]")
         return
-    for raw in iter_records(path, errors):
-        yield Ref(Sample.from_json(raw.record, None), raw.image, f"{path.name}:{raw.key}")
+    for record in range(start, record_count(path, errors)):
+        yield ShardRef(path, record)
 
 
 def epoch_files(files: Sequence[Path], seed: int, source: int, epoch: int, shuffle: bool) -> list[Path]:
@@ -123,8 +200,7 @@ def iter_source(
         produced = False
         order = epoch_files(files, seed, index, epoch, config.shuffle)
         for f in range(file, len(order)):
-            refs = itertools.islice(iter_file(order[f], config.image_root, errors), record, None)
-            for r, ref in enumerate(refs, start=record):
+            for r, ref in enumerate(iter_file(order[f], config.image_root, errors, record), start=record):
                 produced = True
                 yield ref, Cursor(epoch, f, r + 1)
             record = 0
@@ -212,7 +288,7 @@ class Collator:
                 continue
             images.append(sample.image)
             conversations.append(target_conversation(sample, self.stage))
-        inputs = self.processor(images, conversations)
+        inputs = self.processor(images, conversations, normalize=False)
         return Batch(
             inputs=inputs,
             target_tokens=int((inputs["labels"][:, 1:] != IGNORE_INDEX).sum()),
