@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from transformers import AutoModelForCausalLM, GenerationMixin
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedTokenizerFast
 
 from conftest import tiny_model_config
 from vary.config import ConfigError
@@ -23,7 +25,15 @@ from vary.model import (
     save_pretrained,
 )
 from vary.model.templates import IGNORE_INDEX, OFFICIAL_SYSTEM_PROMPT
-from vary.model.tokenizer import IM_END, IM_START
+from vary.model.tokenizer import (
+    IM_END,
+    IM_START,
+    IMAGE_END,
+    IMAGE_PAD,
+    IMAGE_START,
+    ImageTokenIds,
+    image_token_ids,
+)
 
 # Large initial weights make the random LMs' logits peaked, so greedy argmax has no near-ties.
 PEAKED = {"tiny": {"init_std": 0.5}, "base": {"initializer_range": 0.5}}
@@ -82,6 +92,17 @@ def test_labels_cover_only_the_answer(tokenizer):
         logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
     )
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_image_token_ids_are_the_vocabulary_s_and_a_tokenizer_without_them_is_refused(tokenizer):
+    vocab = tokenizer.get_vocab()
+    assert image_token_ids(tokenizer) == ImageTokenIds(vocab[IMAGE_START], vocab[IMAGE_PAD], vocab[IMAGE_END])
+    # a tokenizer that maps unknown tokens to <unk> must not pass <unk> off as an image token
+    plain = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>")), unk_token="<unk>"
+    )
+    with pytest.raises(ValueError, match="lacks Vary's image tokens"):
+        image_token_ids(plain)
 
 
 def test_chatml_layout(tokenizer):
