@@ -1,9 +1,11 @@
 #!/bin/bash
-# Stage 19 of the default model in one call of the device tool (tools/device/README.md): unpack
+# A GPU stage of the default model in one call of the device tool (tools/device/README.md): unpack
 # the crops, probe the training rate, train for the time left, export the model as float16 halves
-# under $OUT. BUDGET: seconds this script may take in all; EXTRA: more KEY=VALUE overrides.
+# under $OUT. CONFIG: the stage (default: stage 19's); BUDGET: seconds this script may take in
+# all; EXTRA: more KEY=VALUE overrides.
 set -u -o pipefail
 T0=$SECONDS; BUDGET=${BUDGET:-480}; PROBE_STEPS=${PROBE_STEPS:-60}; BATCH=${BATCH:-512}
+CONFIG=${CONFIG:-configs/default-model-stage19.yaml}
 T=tools/device; G=.gpu  # the scripts, and what pack.py and the README's downloads put there
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 say() { echo "[$((SECONDS - T0))s] $*" | tee -a "$OUT/run.log"; }
@@ -20,9 +22,9 @@ python3 -c "import os, torch, transformers; print('torch', torch.__version__, 't
   'cuda', torch.cuda.is_available(), 'cores', len(os.sched_getaffinity(0)))" | tee -a "$OUT/run.log" || exit 1
 python3 $T/unpack.py $G/data out/default-model/data | tee -a "$OUT/run.log" || exit 1
 mkdir -p out/default-model/data/regions-heldout && cp $G/heldout.tar out/default-model/data/regions-heldout/
-TRAIN="python3 $T/train.py configs/default-model-stage19.yaml"
+TRAIN="python3 $T/train.py $CONFIG"
 say "probe: $PROBE_STEPS steps (renders the synthetic sources first)"
-P0=$SECONDS
+P0=$SECONDS; rm -rf /tmp/probe  # a throwaway run, there only for its rate
 timeout 240 $TRAIN output_dir=/tmp/probe optim.max_steps=$PROBE_STEPS log_every=10 eval.every=0 \
   eval.samples=64 eval.decode_samples=64 ${EXTRA:-} > "$OUT/probe.log" 2>&1 \
   || { tail -40 "$OUT/probe.log"; say "probe failed"; exit 1; }
@@ -39,5 +41,7 @@ timeout $((BUDGET - (SECONDS - T0) - 25)) $TRAIN optim.max_steps=$STEPS ${EXTRA:
   || say "main run ended early (status $?)"
 say "main run done"
 grep -a "held-out\|->" "$OUT/train.log" | tail -12
-python3 $T/export.py out/default-model-stage19 "$OUT" || exit 1
+RUN_DIR=$(python3 -c "import sys; sys.path[:0] = ['src']
+from vary.training.config import load_train_config; print(load_train_config('$CONFIG', []).output_dir)") || exit 1
+python3 $T/export.py "$RUN_DIR" "$OUT" || exit 1
 say "all done"
