@@ -110,7 +110,7 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     monkeypatch.chdir(ROOT)
     paths = sorted((ROOT / "configs").glob("default-model-stage*.yaml"))
     stages = {int(p.stem.removeprefix("default-model-stage")): load_train_config(p) for p in paths}
-    assert sorted(stages) == list(range(2, 21))
+    assert sorted(stages) == list(range(2, 22))
     for n, cfg in stages.items():
         parent = {15: 13}.get(n, n - 1)  # stage 14 was tried and not kept: 15 goes on from 13
         previous = "out/default-model" if n == 2 else f"out/default-model-stage{parent}"
@@ -122,18 +122,20 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     assert [n for n, cfg in stages.items() if cfg.deepen == 2] == [7, 8]
     assert [n for n, cfg in stages.items() if cfg.widen == 2] == [11, 14]
     assert all(cfg.deepen == cfg.widen == 1 for n, cfg in stages.items() if n < 7)
-    for n in range(8, 21):  # stage 3's beams, and the line height of the recipe's crops
+    for n in range(8, 22):  # stage 3's beams, and the line height of the recipe's crops
         assert stages[n].generation.num_beams == 4 and stages[n].generation.line_height == [15, 22]
     numbers = ["numbers-small", "numbers-roman", "numbers-mono", "numbers-sans"]  # stage 17's
-    for n in range(9, 21):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
+    for n in range(9, 22):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
         coarse = {name(s): s.low_res for s in stages[n].data.sources if s.low_res}
         crops = ["regions-train", "regions-train-extra", "regions-train-extra2", "regions-train-extra3"]
-        later = {17: numbers}.get(n, [*numbers, "glyphs-mono"] if n >= 18 else [])
+        later = {17: numbers, 21: [*numbers, "glyphs-mono", "glyphs-accents", "glyphs-italic"]}.get(
+            n, [*numbers, "glyphs-mono"] if n >= 18 else []
+        )
         assert list(coarse) == [*crops[: 4 if n >= 12 else 3], "words-lm", *later]
         expected = {9: (0.5, [0.45, 0.9]), 16: (0.75, [0.3, 0.75])}.get(n, (0.5, [0.3, 0.9]))
         assert all((coarse[k].share, coarse[k].scale) == expected for k in [*crops[:3], "words-lm"])
         assert all((coarse[k].share, coarse[k].scale) == (0.75, [0.3, 0.75]) for k in coarse if k in numbers)
-    assert all(abs(sum(s.weight for s in stages[n].data.sources) - 1) < 1e-9 for n in (17, 18, 19, 20))
+    assert all(abs(sum(s.weight for s in stages[n].data.sources) - 1) < 1e-9 for n in (17, 18, 19, 20, 21))
     assert not any(s.low_res for n in range(2, 9) for s in stages[n].data.sources)
 
 
@@ -158,3 +160,18 @@ def test_gpu_stage_is_stage_18_with_fresh_larger_synthetic_data(monkeypatch):
         assert source.lines.n >= 2 * old.n and source.lines.seed != old.seed
         assert replace(source.lines, n=old.n, seed=old.seed) == old
     assert gpu.global_batch_size == 16 * cpu.global_batch_size and gpu.lr == pytest.approx(4 * cpu.lr)
+
+
+def test_stage_21_adds_accents_and_italics_to_stage_18_s_mix(monkeypatch):
+    """Stage 21 keeps stage 18's sources as they were, giving 12% of the mix to the two new ones."""
+    monkeypatch.chdir(ROOT)
+    before, after = (load_train_config(ROOT / f"configs/default-model-stage{n}.yaml") for n in (18, 21))
+    old = {name(s): s for s in before.data.sources}
+    new = {name(s): s for s in after.data.sources}
+    assert list(new) == [*old, "glyphs-accents", "glyphs-italic"]
+    changed = {k: (old[k].weight, new[k].weight) for k in old if old[k].weight != new[k].weight}
+    assert changed == {"regions-train-extra3": (0.25, 0.19), "glyphs-mono": (0.1, 0.04)}
+    assert all(replace(new[k], weight=old[k].weight) == old[k] for k in old)
+    accents, italic = new["glyphs-accents"].lines, new["glyphs-italic"].lines
+    assert {"ü", "é", "ß", "“", "•"} <= set(accents.alphabet) and italic.font.endswith("lmroman10-italic.otf")
+    assert replace(italic, seed=accents.seed, alphabet=accents.alphabet, font=accents.font) == accents
