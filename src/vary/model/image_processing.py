@@ -47,9 +47,9 @@ class ImageProcessor:
         """PIL image(s) -> (batch, 3, size, size) uint8, resized but not normalised: a quarter of
         the bytes of the float tensor, for training batches that cross processes."""
         batch = images if isinstance(images, list) else [images]
-        return torch.stack([self.pixels_one(image) for image in batch])
+        return torch.stack([self._pixels_one(image) for image in batch])
 
-    def pixels_one(self, image: Image.Image) -> torch.Tensor:
+    def _pixels_one(self, image: Image.Image) -> torch.Tensor:
         image = image.convert("RGB")
         if self.resize == "pad":
             image = pad_to_square(image)
