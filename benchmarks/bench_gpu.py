@@ -79,28 +79,26 @@ def train_rate(model: VaryForCausalLM, batch, precision: str, steps: int) -> tup
 
 @torch.inference_mode()
 def read_rate(model: VaryForCausalLM, processor: VaryProcessor, pages: list[Image.Image], new_tokens: int):
-    """Pages/s and new tokens/s of one greedy generate call over all `pages` (best of two)."""
+    """Pages/s and new tokens/s of one greedy generate call over all `pages`."""
     device = next(model.parameters()).device
     batch = processor(pages, [ocr_conversation()] * len(pages), padding_side="left")
     batch.pop("labels")
     batch = {k: v.to(device) for k, v in batch.items()}
     batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
-    best = float("inf")
-    for _ in range(2):
-        synchronize(device)
-        start = time.perf_counter()
-        output = model.generate(
-            **batch,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=processor.tokenizer.pad_token_id,
-        )
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
+    synchronize(device)
+    start = time.perf_counter()
+    output = model.generate(
+        **batch,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=processor.tokenizer.pad_token_id,
+    )
+    synchronize(device)
+    seconds = time.perf_counter() - start
     tokens = (output.shape[1] - batch["input_ids"].shape[1]) * len(pages)
-    return len(pages) / best, tokens / best
+    return len(pages) / seconds, tokens / seconds
 
 
 def main() -> None:
@@ -140,10 +138,16 @@ def main() -> None:
     dtype = str(model.dtype).removeprefix("torch.")
     print(f"\n## Reading in {dtype}: {args.new_tokens} new tokens a page, greedy, KV cache")
     print("| batch | pages/s | tokens/s | vs batch 1 |\n| ---: | ---: | ---: | ---: |")
-    reference = None
-    for count in sorted({1, args.batch}):
-        pages_per_s, tokens_per_s = read_rate(model, processor, pages[:count], args.new_tokens)
-        reference = reference or pages_per_s
+    # Rounds alternate the batch sizes and each row keeps its best round: a cost paid once after
+    # the training rows (clocks, allocator, kernel choice) then falls on no batch size alone.
+    # (Session 16 timed batch 1 twice, then batch 4 twice: batch 1 came out slower per token.)
+    best: dict[int, tuple[float, float]] = {}
+    for _ in range(3):
+        for count in sorted({1, args.batch}):
+            rate = read_rate(model, processor, pages[:count], args.new_tokens)
+            best[count] = max(best.get(count, rate), rate)
+    reference = best[1][0]
+    for count, (pages_per_s, tokens_per_s) in best.items():
         print(f"| {count} | {pages_per_s:.2f} | {tokens_per_s:.0f} | {pages_per_s / reference:.2f}x |")
 
 
