@@ -104,6 +104,10 @@ class ShardIndex:
     records: tuple[RecordEntry, ...]
     problems: tuple[tuple[str, str, str], ...] = ()
 
+    def report(self, errors: ErrorLog) -> None:
+        for where, message, kind in self.problems:
+            errors.record(where, message, kind=kind)
+
 
 def index_shard(path: Path) -> ShardIndex:
     """Scan the headers of a tar shard (its data is skipped, not read), grouping files by key."""
@@ -160,8 +164,7 @@ def iter_records(path: Path, errors: ErrorLog) -> Iterator[RawRecord]:
     with path.open("rb") as shard:
         for entry in index.records:
             yield read_record(shard, path.name, entry)
-    for where, message, kind in index.problems:
-        errors.record(where, message, kind=kind)
+    index.report(errors)
 
 
 def _ends_cleanly(path: Path) -> bool:

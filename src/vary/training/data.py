@@ -163,8 +163,7 @@ def record_count(path: Path, errors: ErrorLog) -> int:
     if count is not None:
         return count
     index = cached_index(path)
-    for where, message, kind in index.problems:
-        errors.record(where, message, kind=kind)
+    index.report(errors)
     return len(index.records)
 
 
