@@ -3,9 +3,10 @@
 Words of held-out prose (the last tenth of the corpus sentences, never in training) are drawn
 black on white in the manuals' font (Latin Modern), centred on the model's 64 px input, and read
 back with the command-line defaults (4 beams, from the model's generation_config.json; a
-doubtful crop read again 1.2x larger, from its config.json). Measured (docs/default-model.md,
-stage 19): mean CER 0.061 on these 64 lines, 48 of them read exactly; 0.000 on the drawn page
-of six held-out lines; 0.013 on the README's paragraph. The
+doubtful crop read again 1.2x larger and its n-gram model at weight 0.2, from its config.json).
+Measured (docs/default-model.md, stage 19 with its n-gram model): mean CER 0.059 on these 64
+lines, 48 of them read exactly; 0.000 on the drawn page of six held-out lines; 0.009 on the
+README's paragraph. The
 bounds leave a margin for the thread-count noise of float32 matmuls and are far below what a
 reader that ignores the image gets (the last test).
 """
@@ -28,6 +29,7 @@ from vary.evaluation.metrics import character_error_rate
 from vary.inference import GenerationOptions, VaryPipeline
 from vary.inference.cli import default_model_dir
 from vary.inference.layout import page_layout
+from vary.inference.ngram import NGRAM_FILE, TokenNgram
 from vary.inference.pipeline import conversation
 from vary.inference.sources import PageInput
 from vary.model import load_pretrained
@@ -60,10 +62,15 @@ def heldout() -> tuple[list[str], list[str]]:
 
 
 def test_the_model_ships_as_safetensors_under_50_mb() -> None:
-    weights = default_model_dir() / "model.safetensors"
-    assert weights.is_file() and weights.stat().st_size < 50e6
+    """Its weights and the n-gram model it decodes with (docs/inference.md), 50 MB together."""
+    files = [default_model_dir() / name for name in ("model.safetensors", NGRAM_FILE)]
+    assert all(file.is_file() for file in files) and sum(file.stat().st_size for file in files) < 50e6
     config = json.loads((default_model_dir() / "config.json").read_text(encoding="utf-8"))
     assert config["model_type"] == "vary" and config["vision_config"]["image_size"] == 64
+    assert (
+        config["ngram_weight"] > 0
+        and TokenNgram.load(files[1]).vocab_size == config["text_config"]["vocab_size"]
+    )
 
 
 def test_float16_weights_load_as_float32() -> None:

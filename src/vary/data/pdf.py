@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,7 +33,16 @@ from vary.data.regions import page_regions
 from vary.data.sample import Sample
 from vary.data.shards import Encoding, Record
 from vary.data.splits import UnknownOriginError, select
-from vary.data.text import detect_lang, garbled_share, letter_share, normalise, text_hash, visible_count
+from vary.data.text import (
+    detect_lang,
+    garbled_share,
+    is_latin,
+    letter_share,
+    normalise,
+    text_hash,
+    visible_count,
+)
+from vary.reporting import ErrorLog, get_logger, progress
 
 pymupdf.TOOLS.mupdf_display_errors(False)  # broken PDFs are reported by us, once, not by MuPDF's chatter
 
@@ -74,6 +84,41 @@ def pdf_job(sources: Sequence[str | Path], cfg: PdfConfig, engine: EngineConfig)
     extra = {"files": len(kept), f"files_not_in_{cfg.split}_split": other_split}
     settings = {"pdf": asdict(cfg)}
     return Job("pdf", units, process, settings=settings, unit_label="chunk", extra=extra)
+
+
+def text_corpus(
+    sources: Sequence[str | Path], errors: ErrorLog, max_pages: int | None = None, latin_only: bool = False
+) -> Iterator[str]:
+    """The text of the training split's PDFs, a page at a time, and of its plain-text (.txt) files;
+    with `latin_only`, only pages (files) whose letters are all Latin (`is_latin`).
+
+    Line breaks and hyphens stay as printed (`normalise(..., join_breaks=False)`): a model that
+    reads one line at a time writes them so. A file that cannot be read is recorded in `errors`
+    and the rest go on.
+    """
+    files = find_inputs(sources, (".pdf", ".txt"))
+    try:
+        kept, heldout = select([path for path, _ in files], "train")
+    except UnknownOriginError as err:
+        raise UserError(str(err)) from err
+    if heldout:
+        get_logger("data").info("%d held-out file(s) skipped", heldout)
+    keep = set(kept)
+    for path, key in progress(files, desc="text", unit="file"):
+        if path not in keep:
+            continue
+        try:
+            if path.suffix.lower() == ".txt":
+                texts = [path.read_text(encoding="utf-8")]
+            else:
+                with pymupdf.open(path) as doc:
+                    texts = [page.get_text("text") for page in itertools.islice(doc, max_pages)]
+        except Exception as err:
+            errors.record(key, _one_line(err), "bad_file")
+            continue
+        for text in map(functools.partial(normalise, join_breaks=False), texts):
+            if not latin_only or is_latin(text):
+                yield text
 
 
 def process_unit(payload: tuple[str, str, int, int], cfg: PdfConfig, encoding: Encoding) -> UnitResult:

@@ -22,6 +22,8 @@ _FULLWIDTH_PUNCT = re.compile("([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _BAD = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff]")
 _NOT_LETTERS = re.compile(r"[\W\d_]+")
+# A letter outside the Latin blocks (Basic Latin, Latin-1, Latin Extended A/B, Latin Extended Additional)
+_NON_LATIN_LETTER = re.compile("(?![A-Za-z\u00aa\u00b5\u00ba\u00c0-\u024f\u1e00-\u1eff])[^\\W\\d_]")
 # TeX's 7-bit (OT1) fonts draw an accent as a glyph of its own before the letter it sits on; MuPDF
 # extracts it as a spacing accent ("Schr¨odinger", "pr´elev´ee", "fa¸con"), which NFKC would split
 # into a space and a combining mark. A grave after a backslash or a backtick is code: \`a, ``quote''.
@@ -60,9 +62,11 @@ def nfkc(text: str) -> str:
     return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(pieces))
 
 
-def normalise(text: str) -> str:
-    """NFKC (see `nfkc`), join words hyphenated across lines, tidy spaces and blank lines."""
-    text = join_soft_breaks(nfkc(text).replace("\r\n", "\n").replace("\r", "\n"))
+def normalise(text: str, join_breaks: bool = True) -> str:
+    """NFKC (see `nfkc`), join words hyphenated across lines (unless told not to), tidy spaces
+    and blank lines."""
+    text = nfkc(text).replace("\r\n", "\n").replace("\r", "\n")
+    text = join_soft_breaks(text) if join_breaks else text
     text = _SPACES.sub(" ", text)
     return _BLANK_LINES.sub("\n\n", _LINE_EDGES.sub("\n", text)).strip()
 
@@ -102,6 +106,11 @@ def letter_share(text: str) -> float:
     """Share of letters among visible characters: low for indexes, number tables and code dumps."""
     visible = visible_count(text)
     return len(_NOT_LETTERS.sub("", text)) / visible if visible else 0.0
+
+
+def is_latin(text: str) -> bool:
+    """True when every letter of `text` is a Latin one (accented or not): no Greek, Cyrillic, CJK."""
+    return _NON_LATIN_LETTER.search(text) is None
 
 
 def text_hash(text: str) -> str:

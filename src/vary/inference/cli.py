@@ -1,8 +1,10 @@
-"""`vary ocr`, `vary chat` and `vary serve`: the model as a command-line tool and a web service.
+"""`vary ocr`, `vary chat` and `vary serve`: the model as a command-line tool and a web service;
+`vary ngram`: the n-gram model a folder's model decodes with.
 
     vary ocr scans/ report.pdf --pages 1-3 --format markdown --out texts/
     vary chat chart.png "Which year had the most sales?" --model out/vary-base
     vary serve --model out/vary-tiny --port 8000
+    vary ngram out/src/texlive-latex-base-doc --model out/vary-tiny
 
 `--model` defaults to the model shipped inside the package (`default_model_dir()`).
 """
@@ -10,12 +12,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from transformers import TextStreamer
+import numpy as np
+from transformers import AutoTokenizer, TextStreamer
 
 import vary
 from vary.cli import UserError
@@ -67,6 +71,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_model_arguments(serve)
     serve.set_defaults(func=run_serve)
 
+    ngram = subparsers.add_parser(
+        "ngram", help="fit a model folder's n-gram model (added to its scores as it decodes)"
+    )
+    ngram.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="PDFs, folders of them, .txt files (held out: skipped)"
+    )
+    ngram.add_argument("--model", type=Path, required=True, help="writes its ngram.safetensors")
+    ngram.add_argument("--order", type=int, default=6, help="longest n-gram counted, in tokens")
+    ngram.add_argument("--min-count", type=int, default=4, help="n-grams seen fewer times are dropped")
+    ngram.add_argument("--weight", type=float, default=0.2, help="config.json's ngram_weight")
+    ngram.add_argument("--max-pages", type=int, default=None, help="at most this many pages of a PDF")
+    ngram.add_argument(
+        "--latin-only",
+        action="store_true",
+        help="only pages whose letters are all Latin (no Greek, Cyrillic...)",
+    )
+    ngram.set_defaults(func=run_ngram)
+
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="Vary model folder (default: the built-in model)")
@@ -82,6 +104,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--zooms",
         help="a line-by-line model reads each crop at each zoom and keeps the likeliest reading,"
         " e.g. 1,1.2 (default: the model's config.json; 1 reads each once, fastest)",
+    )
+    parser.add_argument(
+        "--ngram-weight",
+        type=float,
+        help="weight of the model folder's n-gram model as it decodes (default: its config.json; 0: unused)",
     )
 
 
@@ -107,8 +134,10 @@ def generation_options(args: argparse.Namespace) -> GenerationOptions:
     except ValueError as err:
         raise UserError(f"--zooms {args.zooms!r}: numbers separated by commas, e.g. 1,1.2") from err
     try:
-        return GenerationOptions(args.max_new_tokens, args.temperature, guard, args.num_beams, zooms)
-    except ValueError as err:  # --num-beams below 1, a zoom not above 0
+        return GenerationOptions(
+            args.max_new_tokens, args.temperature, guard, args.num_beams, zooms, args.ngram_weight
+        )
+    except ValueError as err:  # --num-beams below 1, a zoom not above 0, a negative n-gram weight
         raise UserError(str(err)) from err
 
 
@@ -210,4 +239,37 @@ def run_serve(args: argparse.Namespace) -> int:
     options = generation_options(args)
     limits = ServerLimits(int(args.max_upload_mb * 2**20), args.max_pages, args.batch_size)
     serve(load_pipeline(args), args.host, args.port, limits, options)
+    return 0
+
+
+def run_ngram(args: argparse.Namespace) -> int:
+    """Fit the n-gram model on the sources' text, in the model's tokens, and set its weight."""
+    from vary.data.pdf import text_corpus
+    from vary.inference.ngram import NGRAM_FILE, TokenNgram
+
+    config_file = args.model / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{args.model}: not a Vary model folder (no config.json)")
+    if args.weight < 0:
+        raise UserError(f"--weight must be 0 or more, not {args.weight}")
+    quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    errors = ErrorLog()
+    tokens = [
+        token
+        for text in text_corpus(args.sources, errors, args.max_pages, args.latin_only)
+        for token in tokenizer.encode(text + "\n", add_special_tokens=False)
+    ]
+    try:
+        ngram = TokenNgram.fit(np.array(tokens), args.order, len(tokenizer), args.min_count)
+    except ValueError as err:
+        raise UserError(f"--order {args.order}: {err}") from err
+    ngram.save(args.model / NGRAM_FILE)
+    config = json.loads(config_file.read_text(encoding="utf-8")) | {"ngram_weight": args.weight}
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    log.info(
+        "%s: %d tokens, %d n-grams of order 1-%d, weight %g; %d source(s) failed",
+        args.model / NGRAM_FILE, len(tokens), sum(map(len, ngram.keys)), args.order, args.weight,
+        errors.count,
+    )  # fmt: skip
     return 0

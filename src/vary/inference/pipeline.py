@@ -24,11 +24,12 @@ from typing import Any, Literal, TypeVar
 
 import torch
 from PIL import Image, ImageOps
-from transformers import PreTrainedTokenizerBase, StoppingCriteriaList
+from transformers import LogitsProcessorList, PreTrainedTokenizerBase, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 from transformers.generation.utils import GenerateOutput
 
 from vary.inference.layout import PageLayout, Piece, page_layout
+from vary.inference.ngram import NGRAM_FILE, NgramFusion, TokenNgram
 from vary.inference.repetition import RepetitionGuard, RepetitionStop, find_loop
 from vary.inference.sources import (
     ALL_PAGES,
@@ -65,10 +66,14 @@ class GenerationOptions:
     num_beams: int | None = None  # None: the model folder's generation_config.json (1 if unset)
     # A line reader's zooms (VaryConfig.line_zooms); None: the model folder's config.json (1 if unset)
     zooms: tuple[float, ...] | None = None
+    # Weight of the folder's n-gram model (VaryConfig.ngram_weight); None: the model's; 0: unused
+    ngram_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.num_beams is not None and self.num_beams < 1:
             raise ValueError(f"num_beams must be at least 1, not {self.num_beams}")
+        if self.ngram_weight is not None and self.ngram_weight < 0:
+            raise ValueError(f"ngram_weight must be 0 or more, not {self.ngram_weight}")
         check_line_zooms(self.zooms)
 
 
@@ -136,17 +141,32 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 class VaryPipeline:
-    def __init__(self, model: VaryForCausalLM, processor: VaryProcessor, name: str = "vary"):
+    def __init__(
+        self,
+        model: VaryForCausalLM,
+        processor: VaryProcessor,
+        name: str = "vary",
+        ngram: TokenNgram | None = None,
+    ):
         self.model = model.eval()
         self.processor = processor
         self.name = name
+        self.ngram = ngram
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "auto", dtype: str = "auto") -> VaryPipeline:
+        """The model folder's weights, tokenizer and, where it has one, its n-gram model."""
         target = resolve_device(device)
         model, tokenizer, _ = load_pretrained(path, dtype=resolve_dtype(dtype, target))
         processor = VaryProcessor.from_config(model.config, tokenizer)
-        return cls(model.to(target), processor, Path(path).name)
+        ngram_file = Path(path) / NGRAM_FILE
+        ngram = TokenNgram.load(ngram_file) if ngram_file.is_file() else None
+        if ngram is not None and ngram.vocab_size != len(tokenizer):
+            raise ValueError(
+                f"{ngram_file} counts {ngram.vocab_size} tokens, the tokenizer has {len(tokenizer)}: "
+                "fit it again with `vary ngram`"
+            )
+        return cls(model.to(target), processor, Path(path).name, ngram)
 
     # -- facts about the model ---------------------------------------------------------------
     @property
@@ -325,6 +345,7 @@ class VaryPipeline:
         stop_ids = self.stop_token_ids()
         guard = RepetitionStop(options.repetition, prompt_length) if options.repetition else None
         sampling = {"temperature": options.temperature} if options.temperature > 0 else {}
+        fusion = self.ngram_fusion(options, prompt_length, stop_ids)
         start = time.perf_counter()
         output = self.model.generate(
             **batch,
@@ -337,10 +358,11 @@ class VaryPipeline:
             streamer=streamer,
             output_scores=scored,
             return_dict_in_generate=True,
+            logits_processor=LogitsProcessorList([fusion] if fusion is not None else []),
             **sampling,
         )
         generated = output.sequences[:, prompt_length:].tolist()
-        steps = self.token_log_probs(output, beams) if scored else None
+        steps = self.token_log_probs(output, beams, fusion) if scored else None
         seconds = time.perf_counter() - start
         end_ids = {*stop_ids, self.tokenizer.pad_token_id}  # generate pads a row after it ends
         results = []
@@ -356,13 +378,33 @@ class VaryPipeline:
             )
         return results
 
-    def token_log_probs(self, output: GenerateOutput, beams: int) -> torch.Tensor:
-        """(rows, generated tokens): the log-probability of each token generated, its stop token
-        included (the scores beam search keeps are log-probabilities already)."""
+    def token_log_probs(
+        self, output: GenerateOutput, beams: int, fusion: NgramFusion | None = None
+    ) -> torch.Tensor:
+        """(rows, generated tokens): the model's log-probability of each token generated, its
+        stop token included (the scores beam search keeps are log-probabilities already; an
+        n-gram model's share of them is taken back out: a reading's doubt is the model's own)."""
+        scores = output.scores
+        if fusion is not None:
+            scores = tuple(step - added for step, added in zip(scores, fusion.added, strict=True))
         beam_indices = getattr(output, "beam_indices", None) if beams > 1 else None
         return self.model.compute_transition_scores(
-            output.sequences, output.scores, beam_indices, normalize_logits=beams == 1
+            output.sequences, scores, beam_indices, normalize_logits=beams == 1
         )
+
+    def ngram_fusion(
+        self, options: GenerationOptions, prompt_length: int, stop_ids: list[int]
+    ) -> NgramFusion | None:
+        """The folder's n-gram model at the options' weight, else at the model's
+        (`VaryConfig.ngram_weight`); None where there is none or the weight is 0. A reading
+        starts and ends where a word does."""
+        weight = options.ngram_weight
+        if weight is None:
+            weight = self.model.config.ngram_weight or 0.0
+        if self.ngram is None or weight == 0:
+            return None
+        space, newline = (self.tokenizer.encode(s, add_special_tokens=False)[0] for s in (" ", "\n"))
+        return NgramFusion(self.ngram, weight, prompt_length, [space], stop_ids, [space, newline])
 
     # -- helpers -----------------------------------------------------------------------------
     def num_beams(self, options: GenerationOptions) -> int:

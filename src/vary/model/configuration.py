@@ -52,6 +52,9 @@ class VaryConfig(PreTrainedConfig):
         model finds likeliest (mean log-probability per token); None reads each crop once.
     line_doubt: a reading less likely than this (mean log-probability per token) is doubtful;
         None doubts every reading (each crop is read at every zoom).
+    ngram_weight: how much of the folder's n-gram model (`ngram.safetensors`,
+        `vary.inference.ngram`) is added to the model's log-probabilities as it decodes;
+        None or 0: not used.
     """
 
     model_type = "vary"
@@ -76,6 +79,7 @@ class VaryConfig(PreTrainedConfig):
     line_height: list[int] | tuple[int, ...] | None = None
     line_zooms: list[float] | tuple[float, ...] | None = None
     line_doubt: float | None = None
+    ngram_weight: float | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
