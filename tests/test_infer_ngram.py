@@ -18,7 +18,7 @@ import pymupdf
 import pytest
 import torch
 
-from test_infer_pipeline import noise, saved_model
+from test_infer_pipeline import noise, saved_model, teacher_forced_score
 from vary.cli import main
 from vary.data.text import normalise
 from vary.inference import GenerationOptions, VaryPipeline
@@ -110,14 +110,7 @@ def test_a_fused_reading_is_scored_by_the_model_alone(reader_with_ngram, beams):
     alone = reader.generate(pages, [conversation()] * 2, GenerationOptions(12, num_beams=beams), scored=True)
     assert [r.token_ids for r in results] != [r.token_ids for r in alone]
     for page, result in zip(pages, results, strict=True):
-        batch = reader.processor([page.image], [conversation()])
-        ids = result.token_ids + [reader.tokenizer.eos_token_id] * (result.finish_reason == "stop")
-        prompt = batch["input_ids"].shape[1]
-        text = torch.cat([batch["input_ids"], torch.tensor([ids])], dim=1)
-        with torch.no_grad():
-            logits = reader.model(input_ids=text, pixel_values=batch["pixel_values"]).logits
-        log_probs = logits[0, prompt - 1 : -1].log_softmax(-1).gather(1, torch.tensor(ids)[:, None])
-        assert result.score == pytest.approx(log_probs.mean().item(), abs=1e-4)
+        assert result.score == pytest.approx(teacher_forced_score(reader, page, result), abs=1e-4)
 
 
 def test_an_ngram_model_of_another_tokenizer_is_refused(tmp_path):

@@ -170,14 +170,19 @@ def test_a_scored_reading_carries_its_mean_log_probability(line_reader, beams):
     options = GenerationOptions(max_new_tokens=12, num_beams=beams)
     results = line_reader.generate(pages, [conversation()] * 2, options, scored=True)
     for page, result in zip(pages, results, strict=True):
-        batch = line_reader.processor([page.image], [conversation()])
-        ids = result.token_ids + [line_reader.tokenizer.eos_token_id] * (result.finish_reason == "stop")
-        prompt = batch["input_ids"].shape[1]
-        text = torch.cat([batch["input_ids"], torch.tensor([ids])], dim=1)
-        with torch.no_grad():
-            logits = line_reader.model(input_ids=text, pixel_values=batch["pixel_values"]).logits
-        log_probs = logits[0, prompt - 1 : -1].log_softmax(-1).gather(1, torch.tensor(ids)[:, None])
-        assert result.score == pytest.approx(log_probs.mean().item(), abs=1e-4)
+        assert result.score == pytest.approx(teacher_forced_score(line_reader, page, result), abs=1e-4)
+
+
+def teacher_forced_score(reader: VaryPipeline, page: PageInput, result) -> float:
+    """The model's mean log-probability of a result's tokens (and stop token) on its page."""
+    batch = reader.processor([page.image], [conversation()])
+    ids = result.token_ids + [reader.tokenizer.eos_token_id] * (result.finish_reason == "stop")
+    prompt = batch["input_ids"].shape[1]
+    text = torch.cat([batch["input_ids"], torch.tensor([ids])], dim=1)
+    with torch.no_grad():
+        logits = reader.model(input_ids=text, pixel_values=batch["pixel_values"]).logits
+    log_probs = logits[0, prompt - 1 : -1].log_softmax(-1).gather(1, torch.tensor(ids)[:, None])
+    return log_probs.mean().item()
 
 
 def test_a_line_reader_shrinks_a_huge_image_before_cutting_it(line_reader, monkeypatch):
