@@ -255,13 +255,11 @@ def run_ngram(args: argparse.Namespace) -> int:
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     errors = ErrorLog()
-    tokens = [
-        token
-        for text in text_corpus(args.sources, errors, args.max_pages, args.latin_only)
-        for token in tokenizer.encode(text + "\n", add_special_tokens=False)
-    ]
+    texts = text_corpus(args.sources, errors, args.max_pages, args.latin_only)
+    pieces = [np.array(tokenizer.encode(text + "\n", add_special_tokens=False), np.int32) for text in texts]
+    tokens = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)  # 4 bytes a token, not a list's ~36
     try:
-        ngram = TokenNgram.fit(np.array(tokens), args.order, len(tokenizer), args.min_count)
+        ngram = TokenNgram.fit(tokens, args.order, len(tokenizer), args.min_count)
     except ValueError as err:
         raise UserError(f"--order {args.order}: {err}") from err
     ngram.save(args.model / NGRAM_FILE)
