@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from transformers import LogitsProcessor
 
@@ -104,8 +105,6 @@ class TokenNgram:
 
     @classmethod
     def load(cls, path: str | Path) -> TokenNgram:
-        from safetensors import safe_open
-
         with safe_open(str(path), "np") as handle:
             meta = handle.metadata() or {}
         if "order" not in meta or "vocab_size" not in meta:
