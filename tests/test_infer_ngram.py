@@ -198,6 +198,15 @@ def test_the_command_fits_on_training_text_only_and_reports_bad_files(tmp_path, 
     assert pairs("кот\n") <= counted if not latin_only else not pairs("кот\n") & counted
 
 
+def test_the_command_needs_a_model_folder_with_a_tokenizer(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("a dog ran\n", encoding="utf-8")
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "config.json").write_text("{}", encoding="utf-8")
+    for folder, problem in (("missing", "not a Vary model folder"), ("bare", "no tokenizer")):
+        assert main(["ngram", str(tmp_path / "notes.txt"), "--model", str(tmp_path / folder)]) == 2
+        assert f"{tmp_path / folder}: {problem}" in capsys.readouterr().err
+
+
 def test_text_for_a_line_reader_keeps_its_line_breaks() -> None:
     assert normalise("extrac-\ntion  here") == "extraction here"
     assert normalise("extrac-\ntion  here", join_breaks=False) == "extrac-\ntion here"

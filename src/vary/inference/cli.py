@@ -253,7 +253,12 @@ def run_ngram(args: argparse.Namespace) -> int:
     if args.weight < 0:
         raise UserError(f"--weight must be 0 or more, not {args.weight}")
     quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+    except (OSError, ValueError) as err:
+        raise UserError(
+            f"{args.model}: no tokenizer to count its tokens with ({type(err).__name__})"
+        ) from err
     errors = ErrorLog()
     texts = text_corpus(args.sources, errors, args.max_pages, args.latin_only)
     pieces = [np.array(tokenizer.encode(text + "\n", add_special_tokens=False), np.int32) for text in texts]
