@@ -15,6 +15,7 @@ and their texts joined into the page's result.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -403,8 +404,14 @@ class VaryPipeline:
             weight = self.model.config.ngram_weight or 0.0
         if self.ngram is None or weight == 0:
             return None
-        space, newline = (self.tokenizer.encode(s, add_special_tokens=False)[0] for s in (" ", "\n"))
+        space, newline = self.word_end_ids
         return NgramFusion(self.ngram, weight, prompt_length, [space], stop_ids, [space, newline])
+
+    @functools.cached_property
+    def word_end_ids(self) -> tuple[int, int]:
+        """The tokens of a space and of a line break (where a reading starts and may end)."""
+        space, newline = (self.tokenizer.encode(s, add_special_tokens=False)[0] for s in (" ", "\n"))
+        return space, newline
 
     # -- helpers -----------------------------------------------------------------------------
     def num_beams(self, options: GenerationOptions) -> int:
