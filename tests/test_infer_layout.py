@@ -116,7 +116,7 @@ def test_a_zoomed_piece_is_drawn_larger_about_its_middle_until_it_fills_the_squa
         short.box,
         short.middle,
     )
-    crops = PageLayout([[short, big]], [0], (255, 255, 255)).crops(image, SIDE)
+    crops = PageLayout([[short, big]], [0], (255, 255, 255), page=False).crops(image, SIDE)
     before, after = (ink_mask(np.asarray(crop.convert("L"))) for crop in crops)
     assert after.sum() > 1.4 * before.sum()  # the ink's area grows with the zoom's square
     for mask in (before, after):  # the x-height band stays in the middle, as in training crops
@@ -191,6 +191,14 @@ def test_a_one_line_crop_in_the_training_range_is_read_as_it_is() -> None:
     assert np.array_equal(np.asarray(crop)[:, 2:62], np.asarray(image))  # centred, not moved
     larger = page_layout(draw_page([["word"]], size=40, page=(200, SIDE)), LINE_HEIGHT, SIDE)
     assert larger.pieces[0].scale < 1  # out of the range: scaled and cut to its ink
+
+
+def test_only_a_layout_of_several_lines_is_a_page() -> None:
+    """A page's lines are scaled by its typical line; a crop of one or two lines by its own
+    pixels (the reader tries such a crop at other zooms: `VaryConfig.crop_zooms`)."""
+    assert page_layout(draw_page([LEFT]), LINE_HEIGHT, SIDE).page
+    for lines in (["word"], LEFT[:2]):
+        assert not page_layout(draw_page([lines], page=(300, 120)), LINE_HEIGHT, SIDE).page
 
 
 def test_a_line_cut_by_a_blank_row_stays_one_line() -> None:

@@ -22,7 +22,7 @@ import vary.inference.pipeline
 from conftest import CORPUS, tiny_model_config
 from test_infer_layout import draw_page
 from vary.inference import ChatUnsupported, GenerationOptions, PageSelection, VaryPipeline
-from vary.inference.layout import page_layout
+from vary.inference.layout import Piece, page_layout
 from vary.inference.pipeline import (
     CROPS_PER_CALL,
     LINE_PAGE_SIDE,
@@ -183,6 +183,29 @@ def teacher_forced_score(reader: VaryPipeline, page: PageInput, result) -> float
         logits = reader.model(input_ids=text, pixel_values=batch["pixel_values"]).logits
     log_probs = logits[0, prompt - 1 : -1].log_softmax(-1).gather(1, torch.tensor(ids)[:, None])
     return log_probs.mean().item()
+
+
+def test_a_crop_is_read_at_the_crop_zooms_and_a_page_at_the_line_zooms(line_reader, monkeypatch):
+    """Every reading doubted (`line_doubt` None), so each piece is read at each zoom of its
+    kind; `GenerationOptions.zooms` stands for both."""
+    line_reader.model.config.line_zooms, line_reader.model.config.crop_zooms = [1.0, 1.2], [1.0, 2.0]
+    factors = []
+    zoomed = Piece.zoomed
+
+    def spy(piece, factor, side):
+        factors.append(factor)
+        return zoomed(piece, factor, side)
+
+    monkeypatch.setattr(Piece, "zoomed", spy)
+    page = draw_page([["alpha beta", "gamma", "delta"]])
+    crop = draw_page([["alpha"]], page=(120, 40))
+    for image, zooms in ((page, {1.0, 1.2}), (crop, {1.0, 2.0})):
+        factors.clear()
+        line_reader(image, options=SHORT)
+        assert set(factors) == zooms
+    factors.clear()
+    line_reader(crop, options=GenerationOptions(max_new_tokens=4, zooms=(1.0, 1.5)))
+    assert set(factors) == {1.0, 1.5}
 
 
 def test_a_line_reader_shrinks_a_huge_image_before_cutting_it(line_reader, monkeypatch):

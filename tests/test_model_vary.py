@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -217,13 +219,20 @@ def test_save_load_round_trip(tokenizer, kind, tmp_path):
 
 def test_line_reading_settings_round_trip_and_bad_zooms_are_refused(tokenizer, tmp_path):
     model, _ = make("tiny", tokenizer)
-    model.config.line_height, model.config.line_zooms, model.config.line_doubt = [15, 22], [1.0, 1.2], -0.05
+    settings = {
+        "line_height": [15, 22],
+        "line_zooms": [1.0, 1.2],
+        "crop_zooms": [1.0, 2.0],
+        "line_doubt": -0.05,
+    }
+    for name, value in settings.items():
+        setattr(model.config, name, value)
     save_pretrained(model, tokenizer, tmp_path)
     config = load_pretrained(tmp_path)[0].config
-    assert (config.line_height, config.line_zooms, config.line_doubt) == ([15, 22], [1.0, 1.2], -0.05)
-    for zooms in ([], [1.0, 0.0]):
+    assert {name: getattr(config, name) for name in settings} == settings
+    for zooms, name in itertools.product(([], [1.0, 0.0]), ("line_zooms", "crop_zooms")):
         with pytest.raises(ValueError, match="zooms must be positive factors"):
-            VaryConfig(line_zooms=zooms)
+            VaryConfig(**{name: zooms})
 
 
 def test_frozen_towers_get_no_gradient(tokenizer):

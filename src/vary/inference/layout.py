@@ -71,11 +71,14 @@ class Piece:
 
 @dataclass(frozen=True)
 class PageLayout:
-    """The pieces of a page, line by line; `blocks[i]` is the column of line i."""
+    """The pieces of a page, line by line; `blocks[i]` is the column of line i. `page`: its lines
+    were scaled by the page's typical line; False for a crop (an image of one or two lines),
+    scaled by its own few pixels of x-height, which cannot tell capitals from lower case."""
 
     lines: list[list[Piece]]
     blocks: list[int]
     paper: tuple[int, int, int]
+    page: bool
 
     @property
     def pieces(self) -> list[Piece]:
@@ -336,7 +339,7 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
     mask = without_rules(ink_mask(gray))
     all_lines = text_lines(mask)
     if not all_lines:
-        return PageLayout([], [], paper)
+        return PageLayout([], [], paper, page=False)
     median = line_median(mask, all_lines)
     width = side * (1 - 2 * PAD)
     lines: list[list[Piece]] = []
@@ -367,8 +370,8 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
         and max(image.size) <= side
     ):
         # already a crop the model reads: cutting it to its ink would only move its text
-        return PageLayout([[Piece((0, 0, *image.size), image.size[1] / 2, 1.0)]], [0], paper)
-    return PageLayout(lines, blocks, paper)
+        return PageLayout([[Piece((0, 0, *image.size), image.size[1] / 2, 1.0)]], [0], paper, page=False)
+    return PageLayout(lines, blocks, paper, page)
 
 
 def crop(image: Image.Image, piece: Piece, side: int, paper: tuple[int, int, int]) -> Image.Image:

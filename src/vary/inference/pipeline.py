@@ -65,7 +65,8 @@ class GenerationOptions:
     temperature: float = 0.0  # 0: greedy (reproducible OCR); > 0: sampling
     repetition: RepetitionGuard | None = field(default_factory=RepetitionGuard)
     num_beams: int | None = None  # None: the model folder's generation_config.json (1 if unset)
-    # A line reader's zooms (VaryConfig.line_zooms); None: the model folder's config.json (1 if unset)
+    # A line reader's zooms, pages' and crops' alike (VaryConfig.line_zooms, crop_zooms); None:
+    # the model folder's config.json (1 if unset)
     zooms: tuple[float, ...] | None = None
     # Weight of the folder's n-gram model (VaryConfig.ngram_weight); None: the model's; 0: unused
     ngram_weight: float | None = None
@@ -279,7 +280,7 @@ class VaryPipeline:
         if max(image.size) > MAX_LINE_PAGE_SIDE:
             image = ImageOps.contain(image, (MAX_LINE_PAGE_SIDE,) * 2, Image.Resampling.LANCZOS)
         layout = page_layout(image, self.line_height, self.input_size)
-        side, (first_zoom, *others) = self.input_size, self.zooms(options)
+        side, (first_zoom, *others) = self.input_size, self.zooms(options, layout.page)
         first = [piece.zoomed(first_zoom, side) for piece in layout.pieces]
         parts = self.read_pieces(page, image, layout, first, options, scored=bool(others))
         doubt = self.model.config.line_doubt
@@ -421,12 +422,15 @@ class VaryPipeline:
             return options.num_beams
         return self.model.generation_config.num_beams or 1
 
-    def zooms(self, options: GenerationOptions) -> tuple[float, ...]:
-        """Zooms a line reader reads each crop at: the options' own, else the model's
-        (`VaryConfig.line_zooms`, where a shipped model can ask for several), else just 1."""
+    def zooms(self, options: GenerationOptions, page: bool = True) -> tuple[float, ...]:
+        """Zooms a line reader reads each piece of a page (or of a crop: `page` False) at: the
+        options' own, else the model's (`VaryConfig.line_zooms`, `crop_zooms`, where a shipped
+        model can ask for several), else just 1."""
         if options.zooms is not None:
             return options.zooms
-        return tuple(self.model.config.line_zooms or (1.0,))
+        config = self.model.config
+        zooms = config.line_zooms if page or config.crop_zooms is None else config.crop_zooms
+        return tuple(zooms or (1.0,))
 
     def stop_token_ids(self) -> list[int]:
         """End of an answer: the tokenizer's eos, and `<|im_end|>` for the chatml template."""

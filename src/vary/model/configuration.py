@@ -50,6 +50,9 @@ class VaryConfig(PreTrainedConfig):
     line_zooms: a line reader reads each crop at the first of these zooms (1: as the layout
         scales it), then a doubtful reading again at each other zoom, and keeps the reading the
         model finds likeliest (mean log-probability per token); None reads each crop once.
+    crop_zooms: the same for an image of one or two lines (a crop, not a page): its line height
+        is a guess from its own few pixels (capitals taken for lower case, blurred print for
+        larger print), so its doubtful readings may need a larger zoom; None: `line_zooms`.
     line_doubt: a reading less likely than this (mean log-probability per token) is doubtful;
         None doubts every reading (each crop is read at every zoom).
     ngram_weight: how much of the folder's n-gram model (`ngram.safetensors`,
@@ -78,6 +81,7 @@ class VaryConfig(PreTrainedConfig):
     template: Literal["plain", "chatml"] = "plain"
     line_height: list[int] | tuple[int, ...] | None = None
     line_zooms: list[float] | tuple[float, ...] | None = None
+    crop_zooms: list[float] | tuple[float, ...] | None = None
     line_doubt: float | None = None
     ngram_weight: float | None = None
     tie_word_embeddings: bool = False
@@ -91,6 +95,7 @@ class VaryConfig(PreTrainedConfig):
             raise ValueError("frozen_towers names 'clip' but the model has no clip_config")
         check_line_height(self.line_height)
         check_line_zooms(self.line_zooms)
+        check_line_zooms(self.crop_zooms)
 
     @property
     def num_image_tokens(self) -> int:
