@@ -3,7 +3,8 @@
 Words of held-out prose (the last tenth of the corpus sentences, never in training) are drawn
 black on white in the manuals' font (Latin Modern), centred on the model's 64 px input, and read
 back with the command-line defaults (4 beams, from the model's generation_config.json; a
-doubtful crop read again 1.2x larger and its n-gram model at weight 0.2, from its config.json).
+doubtful reading read again larger, 1.2x on a page and 2x alone, and its n-gram model at weight
+0.2, from its config.json).
 Measured (docs/default-model.md, stage 19 with its n-gram model): mean CER 0.059 on these 64
 lines, 48 of them read exactly; 0.000 on the drawn page of six held-out lines; 0.009 on the
 README's paragraph. The
