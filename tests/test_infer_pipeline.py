@@ -198,7 +198,7 @@ def test_a_crop_is_read_at_the_crop_zooms_and_a_page_at_the_line_zooms(line_read
 
     monkeypatch.setattr(Piece, "zoomed", spy)
     page = draw_page([["alpha beta", "gamma", "delta"]])
-    crop = draw_page([["alpha"]], page=(120, 40))
+    crop = draw_page([["alpha"]], page=(160, 90))
     for image, zooms in ((page, {1.0, 1.2}), (crop, {1.0, 2.0})):
         factors.clear()
         line_reader(image, options=SHORT)
