@@ -103,7 +103,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--zooms",
         help="a line-by-line model reads each crop at each zoom and keeps the likeliest reading,"
-        " e.g. 1,1.2 (default: the model's config.json; 1 reads each once, fastest)",
+        " e.g. 1,1.2, on pages and lone crops alike (default: the model's config.json, its"
+        " line_zooms and crop_zooms; 1 reads each once, fastest)",
     )
     parser.add_argument(
         "--ngram-weight",
