@@ -15,7 +15,9 @@ joined again, as in the data's texts.
 
 A page's lines are scaled from the page's typical line (robust); an image of one or two lines
 (a crop) has only its own few pixels of x-height to go by, so it is left at its size when that
-is already in the range, and a one-line crop that fits the square is read just as it is.
+is already in the range, and a one-line crop that fits the square is read just as it is
+(`PageLayout.page` tells the two apart: the reader tries a crop's doubtful readings at zooms of
+its own, `VaryConfig.crop_zooms`).
 
 This is only the reading order a profile gives: a table or a figure's labels come out row by
 row, and text lines that touch are read as one.
