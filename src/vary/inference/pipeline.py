@@ -43,7 +43,7 @@ from vary.inference.sources import (
     iter_pages,
 )
 from vary.model import VaryForCausalLM, VaryProcessor, load_pretrained, ocr_conversation
-from vary.model.configuration import check_line_zooms
+from vary.model.configuration import check_zooms
 from vary.model.tokenizer import IM_END
 
 T = TypeVar("T")
@@ -76,7 +76,7 @@ class GenerationOptions:
             raise ValueError(f"num_beams must be at least 1, not {self.num_beams}")
         if self.ngram_weight is not None and self.ngram_weight < 0:
             raise ValueError(f"ngram_weight must be 0 or more, not {self.ngram_weight}")
-        check_line_zooms(self.zooms)
+        check_zooms(self.zooms)
 
 
 DEFAULT_OPTIONS = GenerationOptions()

@@ -22,10 +22,10 @@ def check_line_height(line_height: list[int] | tuple[int, ...] | None) -> None:
         raise ValueError(f"line_height must be [smallest, largest] px, not {list(line_height)}")
 
 
-def check_line_zooms(line_zooms: list[float] | tuple[float, ...] | None) -> None:
-    """Zooms are None or a non-empty list of positive factors."""
-    if line_zooms is not None and not (line_zooms and all(zoom > 0 for zoom in line_zooms)):
-        raise ValueError(f"zooms must be positive factors, at least one, not {list(line_zooms)}")
+def check_zooms(zooms: list[float] | tuple[float, ...] | None) -> None:
+    """A line reader's zooms (of pages or of crops) are None or a non-empty list of positive factors."""
+    if zooms is not None and not (zooms and all(zoom > 0 for zoom in zooms)):
+        raise ValueError(f"zooms must be positive factors, at least one, not {list(zooms)}")
 
 
 @strict
@@ -94,8 +94,8 @@ class VaryConfig(PreTrainedConfig):
         if "clip" in self.frozen_towers and self.clip_config is None:
             raise ValueError("frozen_towers names 'clip' but the model has no clip_config")
         check_line_height(self.line_height)
-        check_line_zooms(self.line_zooms)
-        check_line_zooms(self.crop_zooms)
+        check_zooms(self.line_zooms)
+        check_zooms(self.crop_zooms)
 
     @property
     def num_image_tokens(self) -> int:
