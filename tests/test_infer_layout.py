@@ -149,27 +149,55 @@ def test_line_numbers_in_small_print_are_scaled_by_their_own_height() -> None:
             next(crops)
 
 
-@pytest.mark.parametrize(("grey", "zoom"), [(0.0, 2.0), (0.58, 2.4), (0.6, 2.0)])
-def test_light_grey_line_numbers_are_measured_whole(grey: float, zoom: float) -> None:
-    """A PDF listing's tiny grey line numbers, of which the page's ink threshold keeps only a few
-    pixels, are still scaled by their own height, all alike, their digits as tall as a
-    trained line's capitals."""
+def draw_listing(grey: float, zoom: float, code_at: float = 32) -> Image.Image:
+    """A PDF code listing with tiny line numbers (`grey`: their grey level) at x = 12 pt and its
+    code, at 9 pt, from x = `code_at` pt, rendered `zoom` times 72 dpi."""
     document = pymupdf.open()
     page = document.new_page(width=300, height=100)
-    listing = ["\\ifboolexpr{%", "  not test{\\ifdefvoid}", "  and test{\\ifstrempty}", "}%"]
+    listing = ["\\ifboolexpr{%", "\\ifdefvoid{\\at@every}", "\\ifstrempty{#1}}%", "}%"]
     for row, code in enumerate(listing):
         page.insert_text((12, 30 + 12 * row), str(8864 + row), fontsize=4.5, color=(grey,) * 3)
-        page.insert_text((32, 30 + 12 * row), code, fontsize=9, fontname="cour")
+        page.insert_text((code_at, 30 + 12 * row), code, fontsize=9, fontname="cour")
     pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom))
-    image = Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
+    return Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
+
+
+@pytest.mark.parametrize(
+    ("grey", "zoom", "code_at"), [(0.0, 2.0, 32), (0.58, 2.4, 32), (0.6, 2.0, 32), (0.6, 2.0, 25)]
+)
+def test_light_grey_line_numbers_are_measured_whole(grey: float, zoom: float, code_at: float) -> None:
+    """A PDF listing's tiny grey line numbers, of which the page's ink threshold keeps only a few
+    pixels, are still scaled by their own height, all alike, their digits as tall as a
+    trained line's capitals and whole (a faint first digit's left edge too, left of the column
+    the threshold found); also where the code starts at the margin, closer to the numbers than
+    a line height (`code_at` 25 pt)."""
+    image = draw_listing(grey, zoom, code_at)
     layout = page_layout(image, LINE_HEIGHT, SIDE)
     numbers = [line[0] for line in layout.lines]
-    assert len(numbers) == 4 and all(number.box[2] < 24 * zoom for number in numbers)
+    assert len(numbers) == 4 and all(number.box[2] < (code_at - 1) * zoom for number in numbers)
     assert len({number.scale for number in numbers}) == 1  # all alike
     assert numbers[0].scale > 1.3 * layout.lines[0][1].scale
+    gray = np.asarray(image.convert("L"))
+    for number in numbers:
+        left, top, right, bottom = number.box
+        digits = gray[top:bottom, : round(code_at * zoom) - 2]
+        inked = np.flatnonzero((digits < (int(digits.min()) + 255) / 2).any(axis=0))
+        assert left <= inked[0] and right > inked[-1]
     for crop in layout.crops(image, SIDE, numbers):
         rows = np.flatnonzero(ink_mask(np.asarray(crop.convert("L"))).any(axis=1))
         assert DIGIT * LINE_HEIGHT[0] <= rows[-1] + 1 - rows[0] <= LINE_HEIGHT[1]
+
+
+def test_a_small_first_word_as_dark_as_its_line_stays_with_it() -> None:
+    """Only a first word both small and much fainter than its line (a grey line number) is
+    scaled on its own: a word only x-high can measure as small as a number's digits, but it is
+    as dark as the words after it."""
+    image = draw_page([["alpha beta", "gamma delta", "epsilon"]], size=24, page=(600, 300))
+    draw = ImageDraw.Draw(image)
+    draw.text((30, 160), "are", fill="black", font=ImageFont.truetype(str(FONT), 13))
+    draw.text((62, 160), "used here", fill="black", font=ImageFont.truetype(str(FONT), 24))
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    assert len(layout.lines) == 4 and len({piece.scale for piece in layout.lines[-1]}) == 1
 
 
 def test_a_footnote_line_is_scaled_by_its_own_height() -> None:

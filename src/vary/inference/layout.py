@@ -45,6 +45,8 @@ COLUMN_GAP = 2.0  # an empty strip this wide (in line heights) down the whole pa
 SEGMENT_GAP = 1.0  # a gap this wide (in line heights) inside a line sets off a segment (a line number)
 SMALL_PRINT = 0.75  # a line or segment under this share of the line's height is scaled by its own,
 SPECK = 0.25  # unless its ink is under this share (a dot, a dash: too few pixels to measure)
+FAINTER = 0.6  # a line's first words at under this share of the rest's contrast, in small print,
+# are a segment of their own (a grey line number)
 PAGE_LINES = 3  # fewer lines: a crop (one column, no page to measure a typical line on)
 MIN_CONTRAST = 48  # grey levels between the darkest and lightest pixel of a page with any ink
 THIN = 0.4  # row runs thinner than this share of the median line are accents or dots
@@ -290,14 +292,46 @@ def small_print(band: np.ndarray, height: float) -> tuple[float, float] | None:
     return inked[0] + (start + stop) / 2, own
 
 
+def segments(
+    gray: np.ndarray, mask: np.ndarray, letters: Sequence[Span], rows: Span, height: float
+) -> list[list[Span]]:
+    """A page line's letters in segments, each scaled on its own: split at gaps of SEGMENT_GAP
+    lines, and after its first words while they are in small print much fainter than the rest
+    (a listing's grey line number closer than a line height to code that starts at the
+    margin; a faint number's few inked pixels may look like several words). A word only x-high
+    (`are`) can measure as small print, but it is as dark as its line."""
+    out: list[list[Span]] = []
+    for segment in split_at_gaps(letters, SEGMENT_GAP * height):
+        words = split_at_gaps(segment, WORD_GAP * height)
+        small = 0
+        while small < len(words) - 1:
+            prefix = [span for word in words[: small + 1] for span in word]
+            rest = [span for word in words[small + 1 :] for span in word]
+            faint = contrast(gray, rows, prefix) < FAINTER * contrast(gray, rows, rest)
+            if not faint or small_segment(gray, mask, prefix, rows, height) is None:
+                break
+            small += 1
+        cut = sum(map(len, words[:small]))
+        out += [segment[:cut], segment[cut:]] if cut else [segment]
+    return out
+
+
+def contrast(gray: np.ndarray, rows: Span, letters: Sequence[Span]) -> float:
+    """How much darker than the paper around them (their box's median) letters' darkest pixel is."""
+    box = gray[rows[0] : rows[1], letters[0][0] : letters[-1][1]]
+    return float(np.median(box)) - float(box.min())
+
+
 def small_segment(
-    gray: np.ndarray, mask: np.ndarray, letters: Sequence[Span], rows: Span, column: Span, height: float
+    gray: np.ndarray, mask: np.ndarray, letters: Sequence[Span], rows: Span, height: float
 ) -> tuple[float, float, list[Span]] | None:
     """(middle row, own line height, letters) of a segment of a line (`letters` after a wide
     gap) in small print, its faint ink included: half a line height either side, so that a
-    faint first or last digit is not cut. None for print of the line's size (`small_print`)."""
+    faint first or last digit is not cut, even at its column's edge (the column was found by
+    the page's threshold, which a faint digit's left half may not reach; the next column is
+    COLUMN_GAP lines away). None for print of the line's size (`small_print`)."""
     margin = round(SEGMENT_GAP * height / 2)
-    span = (max(column[0], letters[0][0] - margin), min(column[1], letters[-1][1] + margin))
+    span = (max(0, letters[0][0] - margin), min(gray.shape[1], letters[-1][1] + margin))
     band = faint_ink(gray, mask, rows, span)
     small = small_print(band, height)
     if small is None:
@@ -356,8 +390,8 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
             letters = [(a + left, b + left) for a, b in runs(band.any(axis=0))]
             line = (top + (start + stop) / 2, height)  # the row to centre, the line height
             pieces: list[Piece] = []
-            for segment in split_at_gaps(letters, SEGMENT_GAP * height) if page else [letters]:
-                small = page and small_segment(gray, mask, segment, (top, bottom), (left, right), height)
+            for segment in segments(gray, mask, letters, (top, bottom), height) if page else [letters]:
+                small = page and small_segment(gray, mask, segment, (top, bottom), height)
                 middle, size, segment = small or (*line, segment)
                 scale, smallest = scales(size, line_height, keep=not page)
                 words = split_at_gaps(segment, WORD_GAP * size)
