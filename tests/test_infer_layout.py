@@ -200,6 +200,17 @@ def test_a_small_first_word_as_dark_as_its_line_stays_with_it() -> None:
     assert len(layout.lines) == 4 and len({piece.scale for piece in layout.lines[-1]}) == 1
 
 
+@pytest.mark.parametrize("text", ["XXX.7 MAIN 327", "8870 1594"])
+def test_a_line_of_capitals_or_digits_is_scaled_as_the_page_s_lines(text: str) -> None:
+    """Capitals and digits are inked evenly top to bottom, so their x-height band is their whole
+    ink; a line of them in the page's font is still measured near the page's size (before, as
+    a line a third taller: 0.73 of its scale)."""
+    lines = ["alpha beta gamma", "delta epsilon", text, "quietly heights"]
+    layout = page_layout(draw_page([lines], size=24, page=(600, 300)), LINE_HEIGHT, SIDE)
+    assert len(layout.lines) == 4
+    assert layout.lines[2][0].scale > 0.9 * layout.lines[0][0].scale
+
+
 def test_a_footnote_line_is_scaled_by_its_own_height() -> None:
     image = draw_page([["Large body text", "of the page", "goes on here"]], size=28, page=(600, 300))
     draw = ImageDraw.Draw(image)

@@ -351,9 +351,13 @@ def x_band(band: np.ndarray) -> Span:
 def line_px(x_height: int, ink: int, page_median: float | None) -> float:
     """A text line's height, from its x-height band, but at least its ink (a line is as tall
     as its ascenders and descenders) and at most what an ink only x-high allows. On a page, at
-    least the page's typical line: a line without descenders is not smaller text."""
+    most what an ink as tall as capitals allows (capitals, digits and braces are inked evenly
+    from top to bottom: their band is no x-height), and at least the page's typical line
+    (`page_median` of ink): a line without descenders is not smaller text."""
     height = min(max(x_height / XHEIGHT, ink), ink / XHEIGHT)
-    return height if page_median is None else max(height, page_median / INK_TO_LINE)
+    if page_median is None:
+        return height
+    return max(min(height, ink / DIGIT), page_median / INK_TO_LINE)
 
 
 def scales(height: float, line_height: Sequence[int], keep: bool) -> tuple[float, float]:
