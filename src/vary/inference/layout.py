@@ -5,13 +5,13 @@ drawn at a line height in a known range (`vary data pdf --unit region`; `VaryCon
 and a whole page shrunk to 64 px has no legible glyph. To read a page it is cut the classic way,
 by ink projection profiles (an XY-cut): rules and frames removed, columns at wide vertical
 gutters, text lines at empty rows, words at gaps wider than a letter gap. Each line is scaled
-into the training range (a line, or a segment of one after a wide gap, printed clearly smaller,
-such as a footnote or a code listing's line numbers, by its own height, as the data engine
-renders each font size) and cut into pieces of consecutive words that fit the square; each
-piece is drawn on the page's paper colour with its x-height band in the middle, where the
-training crops have it, faint print darkened to black. The pieces' texts are joined with
-spaces, lines with newlines, columns with a blank line, and a word hyphenated across lines is
-joined again, as in the data's texts.
+into the training range (a line, or a segment of one after a wide gap or in much fainter
+print, printed clearly smaller, such as a footnote or a code listing's line numbers, by its own
+height, as the data engine renders each font size) and cut into pieces of consecutive words
+that fit the square; each piece is drawn on the page's paper colour with its x-height band in
+the middle, where the training crops have it, faint print darkened to black. The pieces'
+texts are joined with spaces, lines with newlines, columns with a blank line, and a word
+hyphenated across lines is joined again, as in the data's texts.
 
 A page's lines are scaled from the page's typical line (robust); an image of one or two lines
 (a crop) has only its own few pixels of x-height to go by, so it is left at its size when that
