@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -149,12 +150,16 @@ def test_line_numbers_in_small_print_are_scaled_by_their_own_height() -> None:
             next(crops)
 
 
-def draw_listing(grey: float, zoom: float, code_at: float = 32) -> Image.Image:
+def draw_listing(
+    grey: float,
+    zoom: float,
+    code_at: float = 32,
+    listing: Sequence[str] = ("\\ifboolexpr{%", "\\ifdefvoid{\\at@every}", "\\ifstrempty{#1}}%", "}%"),
+) -> Image.Image:
     """A PDF code listing with tiny line numbers (`grey`: their grey level) at x = 12 pt and its
     code, at 9 pt, from x = `code_at` pt, rendered `zoom` times 72 dpi."""
     document = pymupdf.open()
     page = document.new_page(width=300, height=100)
-    listing = ["\\ifboolexpr{%", "\\ifdefvoid{\\at@every}", "\\ifstrempty{#1}}%", "}%"]
     for row, code in enumerate(listing):
         page.insert_text((12, 30 + 12 * row), str(8864 + row), fontsize=4.5, color=(grey,) * 3)
         page.insert_text((code_at, 30 + 12 * row), code, fontsize=9, fontname="cour")
@@ -186,6 +191,21 @@ def test_light_grey_line_numbers_are_measured_whole(grey: float, zoom: float, co
     for crop in layout.crops(image, SIDE, numbers):
         rows = np.flatnonzero(ink_mask(np.asarray(crop.convert("L"))).any(axis=1))
         assert DIGIT * LINE_HEIGHT[0] <= rows[-1] + 1 - rows[0] <= LINE_HEIGHT[1]
+
+
+def test_a_grey_line_number_alone_on_its_line_is_read() -> None:
+    """A blank line of a listing keeps its grey number: the few pixels of it the page's threshold
+    keeps are a thin row run, as an accent's, but far from any line and as wide as a word, a
+    line of small print; its crop holds the whole number, top to bottom."""
+    image = draw_listing(0.6, 2.0, listing=("\\ifboolexpr{%", "", "\\ifstrempty{#1}}%", "}%"))
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    assert len(layout.lines) == 4 and len(layout.lines[1]) == 1
+    alone = layout.lines[1][0]
+    assert alone.scale == pytest.approx(layout.lines[0][0].scale)  # as the other numbers
+    gray = np.asarray(image.convert("L"))
+    rows = np.flatnonzero((gray[:, : 26 * 2] < 230).any(axis=1))
+    number = rows[(rows > layout.lines[0][0].box[3]) & (rows < layout.lines[2][0].box[1])]
+    assert alone.box[1] <= number[0] and alone.box[3] > number[-1]
 
 
 def test_a_small_first_word_as_dark_as_its_line_stays_with_it() -> None:

@@ -172,21 +172,32 @@ def without_rules(mask: np.ndarray) -> np.ndarray:
 
 def text_lines(mask: np.ndarray, median: float | None = None) -> list[Span]:
     """Rows of each text line: runs of inked rows; thin runs nearby (accents, dots) join their
-    line, and runs over TALL lines that are not wide like text (figures) are left out.
-    `median`: the page's typical line height (measured here if not given)."""
+    line, a thin run far from any line and as wide as a word is a line of small print (a grey
+    line number alone on its line, of which the page's threshold keeps a few pixels: a quarter
+    line either side is added for its faint ink), and runs over TALL lines that are not wide
+    like text (figures) are left out. `median`: the page's typical line height (measured here
+    if not given)."""
     spans = mend_split_rows(runs(mask.any(axis=1)))
     if not spans:
         return []
     median = median or line_median(mask, spans)
     lines = [span for span in spans if span[1] - span[0] >= THIN * median]
+    small: list[Span] = []
     for start, stop in (span for span in spans if span[1] - span[0] < THIN * median):
         gaps = [max(top - stop, start - bottom) for top, bottom in lines]
         if gaps and min(gaps) < median / 2:
             near = int(np.argmin(gaps))
             lines[near] = (min(lines[near][0], start), max(lines[near][1], stop))
-    return [
-        (top, bottom) for top, bottom in lines if bottom - top <= TALL * median or _wide(mask[top:bottom])
-    ]
+        elif np.ptp(np.flatnonzero(mask[start:stop].any(axis=0))) >= THIN * median:
+            top, bottom = max(0, start - round(median / 4)), min(mask.shape[0], stop + round(median / 4))
+            if small and top < small[-1][1]:  # two pieces of one faint line
+                top = small.pop()[0]
+            small.append((top, bottom))
+    return sorted(
+        (top, bottom)
+        for top, bottom in lines + small
+        if bottom - top <= TALL * median or _wide(mask[top:bottom])
+    )
 
 
 def mend_split_rows(spans: Sequence[Span]) -> list[Span]:
