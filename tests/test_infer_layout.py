@@ -208,6 +208,15 @@ def test_a_grey_line_number_alone_on_its_line_is_read() -> None:
     assert alone.box[1] <= number[0] and alone.box[3] > number[-1]
 
 
+def test_a_speck_far_from_the_line_is_no_line() -> None:
+    """The tip of a descender from the line above, cut at a crop's edge, stays out of the
+    reading: one blob, not a line of small print."""
+    image = draw_page([["case we"]], size=11, page=(64, 64))
+    ImageDraw.Draw(image).rectangle((40, 14, 45, 15), fill="black")
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    assert len(layout.lines) == 1
+
+
 def test_a_small_first_word_as_dark_as_its_line_stays_with_it() -> None:
     """Only a first word both small and much fainter than its line (a grey line number) is
     scaled on its own: a word only x-high can measure as small as a number's digits, but it is

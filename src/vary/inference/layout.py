@@ -170,13 +170,14 @@ def without_rules(mask: np.ndarray) -> np.ndarray:
     return mask & ~strokes(mask, length, axis=0) & ~strokes(mask, length, axis=1)
 
 
-def text_lines(mask: np.ndarray, median: float | None = None) -> list[Span]:
+def text_lines(mask: np.ndarray, median: float | None = None, page: bool = False) -> list[Span]:
     """Rows of each text line: runs of inked rows; thin runs nearby (accents, dots) join their
-    line, a thin run far from any line and as wide as a word is a line of small print (a grey
-    line number alone on its line, of which the page's threshold keeps a few pixels: a quarter
-    line either side is added for its faint ink), and runs over TALL lines that are not wide
-    like text (figures) are left out. `median`: the page's typical line height (measured here
-    if not given)."""
+    line, and runs over TALL lines that are not wide like text (figures) are left out. On a
+    `page`, a thin run far from any line, of several letters as wide as a word, is a line of
+    small print (a grey line number alone on its line, of which the page's threshold keeps a
+    few pixels: a quarter line either side is added for its faint ink); in a crop such runs
+    are the tips of the lines cut at its edges. `median`: the page's typical line height
+    (measured here if not given)."""
     spans = mend_split_rows(runs(mask.any(axis=1)))
     if not spans:
         return []
@@ -188,7 +189,11 @@ def text_lines(mask: np.ndarray, median: float | None = None) -> list[Span]:
         if gaps and min(gaps) < median / 2:
             near = int(np.argmin(gaps))
             lines[near] = (min(lines[near][0], start), max(lines[near][1], stop))
-        elif np.ptp(np.flatnonzero(mask[start:stop].any(axis=0))) >= THIN * median:
+        elif (
+            page
+            and len(letters := runs(mask[start:stop].any(axis=0))) > 1
+            and letters[-1][1] - letters[0][0] >= THIN * median
+        ):
             top, bottom = max(0, start - round(median / 4)), min(mask.shape[0], stop + round(median / 4))
             if small and top < small[-1][1]:  # two pieces of one faint line
                 top = small.pop()[0]
@@ -398,7 +403,7 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
     page = len(all_lines) >= PAGE_LINES
     strips = columns(mask, median) if page else [(0, mask.shape[1])]
     for block, (left, right) in enumerate(strips):
-        for top, bottom in text_lines(mask[:, left:right], median):
+        for top, bottom in text_lines(mask[:, left:right], median, page):
             band = mask[top:bottom, left:right]
             start, stop = x_band(band)
             height = line_px(stop - start, bottom - top, median if page else None)
