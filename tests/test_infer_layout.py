@@ -19,7 +19,9 @@ from vary.inference.layout import (
     PageLayout,
     Piece,
     darkened,
+    fit_pieces,
     ink_mask,
+    least_ink,
     page_layout,
     x_band,
 )
@@ -215,6 +217,18 @@ def test_a_speck_far_from_the_line_is_no_line() -> None:
     ImageDraw.Draw(image).rectangle((40, 14, 45, 15), fill="black")
     layout = page_layout(image, LINE_HEIGHT, SIDE)
     assert len(layout.lines) == 1
+
+
+def test_touching_letters_are_cut_between_letters() -> None:
+    """Small typewriter print whose letters touch (one run of 100 columns) is cut into three
+    parts that fit 40 px, each cut at the least inked column within a quarter line of the even
+    cut (33.3 -> 30, 66.7 -> 70), not through a letter."""
+    ink = np.full(120, 6)
+    ink[[30, 39, 60, 70]] = [1, 0, 1, 1]  # 39 is nearer to 33.3 but over a quarter line away
+    pieces = fit_pieces([[(0, 100)]], (0, 20), 10, 1.0, 1.0, 40, ink)
+    assert [piece.box[::2] for piece in pieces] == [(0, 30), (30, 70), (70, 100)]
+    assert [piece.glued for piece in pieces] == [False, True, True]
+    assert least_ink(np.array([0, 2, 2, 0, 2]), 2.6, 3) == 3  # the nearest of equals
 
 
 def test_a_small_first_word_as_dark_as_its_line_stays_with_it() -> None:

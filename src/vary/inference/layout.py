@@ -254,13 +254,21 @@ def pack(spans: Sequence[Span], fits: Callable[[int, int], bool]) -> list[Span]:
 
 
 def fit_pieces(
-    words: Sequence[Sequence[Span]], rows: Span, middle: float, scale: float, smallest: float, width: float
+    words: Sequence[Sequence[Span]],
+    rows: Span,
+    middle: float,
+    scale: float,
+    smallest: float,
+    width: float,
+    ink: np.ndarray,
 ) -> list[Piece]:
     """A line's words (each a list of its letters' spans) packed into pieces that fit the square.
 
     Words are packed as they fit at `scale`. A word too wide alone is drawn smaller, down to the
     `smallest` scale (training crops too were shrunk to fit), or else cut between letters into
-    parts glued to each other; a group of touching letters still too wide is cut evenly.
+    parts glued to each other; a group of touching letters still too wide (small typewriter
+    print) is cut into even parts, each cut moved to the column of least `ink` (the line's ink
+    per page column) within a quarter line of it: between two letters, not through one.
     """
 
     def fits(left: float, right: float, at: float = scale) -> bool:
@@ -278,8 +286,15 @@ def fit_pieces(
         letters = [span for word in words for span in word if left <= span[0] < right]
         for start, stop in pack(letters, fits):
             cuts = np.linspace(start, stop, math.ceil((stop - start) * scale / width) + 1)
+            cuts[1:-1] = [least_ink(ink, cut, (rows[1] - rows[0]) / 4) for cut in cuts[1:-1]]
             pieces += [piece(a, b, glued=bool(a > left)) for a, b in itertools.pairwise(cuts)]
     return pieces
+
+
+def least_ink(ink: np.ndarray, at: float, reach: float) -> int:
+    """The column within `reach` of `at` with the least ink (the nearest of equals)."""
+    columns = np.arange(max(0, round(at - reach)), min(len(ink), round(at + reach) + 1))
+    return int(columns[np.lexsort((np.abs(columns - at), ink[columns]))[0]])
 
 
 def faint_ink(gray: np.ndarray, mask: np.ndarray, rows: Span, span: Span) -> np.ndarray:
@@ -409,13 +424,14 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
             height = line_px(stop - start, bottom - top, median if page else None)
             letters = [(a + left, b + left) for a, b in runs(band.any(axis=0))]
             line = (top + (start + stop) / 2, height)  # the row to centre, the line height
+            ink = mask[top:bottom].sum(axis=0)
             pieces: list[Piece] = []
             for segment in segments(gray, mask, letters, (top, bottom), height) if page else [letters]:
                 small = page and small_segment(gray, mask, segment, (top, bottom), height)
                 middle, size, segment = small or (*line, segment)
                 scale, smallest = scales(size, line_height, keep=not page)
                 words = split_at_gaps(segment, WORD_GAP * size)
-                pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width)
+                pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width, ink)
             lines.append(pieces)
             blocks.append(block)
     if (
