@@ -23,6 +23,7 @@ from vary.inference.layout import (
     ink_mask,
     least_ink,
     page_layout,
+    thin_strokes,
     x_band,
 )
 
@@ -229,6 +230,20 @@ def test_touching_letters_are_cut_between_letters() -> None:
     assert [piece.box[::2] for piece in pieces] == [(0, 30), (30, 70), (70, 100)]
     assert [piece.glued for piece in pieces] == [False, True, True]
     assert least_ink(np.array([0, 2, 2, 0, 2]), 2.6, 3) == 3  # the nearest of equals
+
+
+def test_thin_level_strokes_longer_than_a_glyph_s_are_not_ink() -> None:
+    """An underline or an arrow (1 px thick, 100 px long) is no glyph; a bar as long but thick
+    (a large title's letter) and a short thin stroke (a dash) are kept."""
+    mask = np.zeros((60, 200), dtype=bool)
+    mask[10, 20:120] = True  # thin and long: an arrow's shaft
+    mask[20:26, 20:120] = True  # thick: a title's `E` arm
+    mask[40, 20:50] = True  # short: a dash
+    assert np.array_equal(np.flatnonzero(thin_strokes(mask, 20).any(axis=1)), [10])
+    image = draw_page([["alpha beta", "gamma delta", "epsilon zeta"]], size=24, page=(900, 900))
+    ImageDraw.Draw(image).line((30, 98, 130, 98), fill="black")  # under `gamma` (shorter than a rule)
+    underlined = page_layout(image, LINE_HEIGHT, SIDE).lines[1]
+    assert all(piece.box[3] <= 96 for piece in underlined)
 
 
 def test_a_small_first_word_as_dark_as_its_line_stays_with_it() -> None:

@@ -53,6 +53,8 @@ THIN = 0.4  # row runs thinner than this share of the median line are accents or
 TALL = 2.5  # a row run taller than this many median lines is a figure unless it is wide like text
 RULE = 1 / 8  # ink strokes longer than this share of the page's side are rules and frames,
 MIN_RULE = 48  # and at least this many px (so that a dash in a crop of one word stays)
+STROKE = 2.5  # on a page, a thin level stroke longer than this many typical lines is no glyph,
+THIN_STROKE = 0.15  # thin: under this share of a typical line thick (a title's strokes are thicker)
 FAINT = 2.0  # print whose contrast to the paper is under 1/FAINT of the paper's brightness is darkened
 
 Span = tuple[int, int]  # [start, stop) in pixels
@@ -168,6 +170,14 @@ def without_rules(mask: np.ndarray) -> np.ndarray:
     """The ink mask with long straight strokes (table rules, frames, underlines) removed."""
     length = max(MIN_RULE, round(RULE * min(mask.shape)))
     return mask & ~strokes(mask, length, axis=0) & ~strokes(mask, length, axis=1)
+
+
+def thin_strokes(mask: np.ndarray, median: float) -> np.ndarray:
+    """Pixels of level strokes longer than STROKE typical lines and thinner than a glyph's bar
+    (THIN_STROKE of a line): a figure's arrows, an underline, a short rule. A large title's
+    letters have strokes as long, but thick."""
+    level = strokes(mask, math.ceil(STROKE * median), axis=1)
+    return level & ~strokes(level, max(2, math.ceil(THIN_STROKE * median)), axis=0)
 
 
 def text_lines(mask: np.ndarray, median: float | None = None, page: bool = False) -> list[Span]:
@@ -416,6 +426,8 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
     lines: list[list[Piece]] = []
     blocks: list[int] = []
     page = len(all_lines) >= PAGE_LINES
+    if page:
+        mask &= ~thin_strokes(mask, median)
     strips = columns(mask, median) if page else [(0, mask.shape[1])]
     for block, (left, right) in enumerate(strips):
         for top, bottom in text_lines(mask[:, left:right], median, page):
