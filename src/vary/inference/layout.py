@@ -3,7 +3,7 @@
 The built-in default model sees 64 x 64 pixels: it was trained on crops of one short text line
 drawn at a line height in a known range (`vary data pdf --unit region`; `VaryConfig.line_height`),
 and a whole page shrunk to 64 px has no legible glyph. To read a page it is cut the classic way,
-by ink projection profiles (an XY-cut): rules and frames removed, columns at wide vertical
+by ink projection profiles (an XY-cut): rules, frames and arrows removed, columns at wide vertical
 gutters, text lines at empty rows, words at gaps wider than a letter gap. Each line is scaled
 into the training range (a line, or a segment of one after a wide gap or in much fainter
 print, printed clearly smaller, such as a footnote or a code listing's line numbers, by its own
