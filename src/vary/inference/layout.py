@@ -173,9 +173,9 @@ def without_rules(mask: np.ndarray) -> np.ndarray:
 
 
 def thin_strokes(mask: np.ndarray, median: float) -> np.ndarray:
-    """Pixels of level strokes longer than STROKE typical lines and thinner than a glyph's bar
-    (THIN_STROKE of a line): a figure's arrows, an underline, a short rule. A large title's
-    letters have strokes as long, but thick."""
+    """Pixels of level strokes longer than STROKE typical lines (`median`) and thinner than
+    THIN_STROKE of one (at least 2 px): a figure's arrows, an underline, a short rule. A large
+    title's letters have strokes as long, but thick."""
     level = strokes(mask, math.ceil(STROKE * median), axis=1)
     return level & ~strokes(level, max(2, math.ceil(THIN_STROKE * median)), axis=0)
 
