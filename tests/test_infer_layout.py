@@ -206,14 +206,14 @@ def test_a_grey_line_number_alone_on_its_line_is_read() -> None:
     alone = layout.lines[1][0]
     assert alone.scale == pytest.approx(layout.lines[0][0].scale)  # as the other numbers
     gray = np.asarray(image.convert("L"))
-    rows = np.flatnonzero((gray[:, : 26 * 2] < 230).any(axis=1))
+    rows = np.flatnonzero((gray[:, : 26 * 2] < 230).any(axis=1))  # left of the code (32 pt)
     number = rows[(rows > layout.lines[0][0].box[3]) & (rows < layout.lines[2][0].box[1])]
     assert alone.box[1] <= number[0] and alone.box[3] > number[-1]
 
 
 def test_a_speck_far_from_the_line_is_no_line() -> None:
     """The tip of a descender from the line above, cut at a crop's edge, stays out of the
-    reading: one blob, not a line of small print."""
+    reading: in a crop, a thin run far from the line is no line of small print."""
     image = draw_page([["case we"]], size=11, page=(64, 64))
     ImageDraw.Draw(image).rectangle((40, 14, 45, 15), fill="black")
     layout = page_layout(image, LINE_HEIGHT, SIDE)
