@@ -204,7 +204,8 @@ def text_lines(mask: np.ndarray, median: float | None = None, page: bool = False
             and len(letters := runs(mask[start:stop].any(axis=0))) > 1
             and letters[-1][1] - letters[0][0] >= THIN * median
         ):
-            top, bottom = max(0, start - round(median / 4)), min(mask.shape[0], stop + round(median / 4))
+            pad = round(median / 4)
+            top, bottom = max(0, start - pad), min(mask.shape[0], stop + pad)
             if small and top < small[-1][1]:  # two pieces of one faint line
                 top = small.pop()[0]
             small.append((top, bottom))
