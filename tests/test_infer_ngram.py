@@ -49,6 +49,13 @@ def test_probabilities_are_witten_bell_by_hand() -> None:
     assert p[0, 1] > p[0, 2] > p[0, 0] > 0  # every token keeps some probability
 
 
+def test_a_sequence_s_log_probability_is_the_sum_of_its_steps() -> None:
+    ngram = TokenNgram.fit(np.array([0, 1, 0, 1, 0, 2]), order=2, vocab_size=4)
+    p = ngram.probabilities([[], [3], [3, 0]])
+    assert ngram.log_prob([3, 0, 1]) == pytest.approx(np.log(p[0, 3] * p[1, 0] * p[2, 1]))
+    assert ngram.log_prob([]) == 0.0
+
+
 def test_rare_ngrams_are_dropped_and_a_file_round_trips(tmp_path: Path) -> None:
     tokens = np.random.default_rng(0).integers(0, 9, 500)
     full = TokenNgram.fit(tokens, order=3, vocab_size=9)
@@ -111,6 +118,14 @@ def test_a_fused_reading_is_scored_by_the_model_alone(reader_with_ngram, beams):
     assert [r.token_ids for r in results] != [r.token_ids for r in alone]
     for page, result in zip(pages, results, strict=True):
         assert result.score == pytest.approx(teacher_forced_score(reader, page, result), abs=1e-4)
+
+
+def test_a_joint_that_could_be_a_space_is_the_ngram_models_likelier(reader_with_ngram):
+    """Where a line was cut at a gap as narrow as a tight line's space, the n-gram model of the
+    training text decides: two words, or one word's two parts."""
+    reader = reader_with_ngram
+    assert reader.spaced("on the", "mat") and reader.spaced("the cat", "sat on")
+    assert not reader.spaced("on the m", "at") and not reader.spaced("the c", "at sat")
 
 
 def test_an_ngram_model_of_another_tokenizer_is_refused(tmp_path):

@@ -29,6 +29,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -41,6 +42,7 @@ XHEIGHT = 0.5  # x-height / line height of Latin text (0.45-0.53 in the manuals'
 DIGIT = 0.65  # height of digits and capitals / line height
 SLACK = 0.25  # a line height read off a few pixels of x-height is off by up to a quarter
 WORD_GAP = 0.25  # a gap this wide (in line heights) separates words; letters sit closer
+SPACE_GAP = 0.17  # a cut through a word at a gap this wide may be a space (the reader decides)
 COLUMN_GAP = 2.0  # an empty strip this wide (in line heights) down the whole page separates columns
 SEGMENT_GAP = 1.0  # a gap this wide (in line heights) inside a line sets off a segment (a line number)
 SMALL_PRINT = 0.75  # a line or segment under this share of the line's height is scaled by its own,
@@ -58,16 +60,19 @@ THIN_STROKE = 0.15  # thin: under this share of a typical line thick (a title's 
 FAINT = 2.0  # print whose contrast to the paper is under 1/FAINT of the paper's brightness is darkened
 
 Span = tuple[int, int]  # [start, stop) in pixels
+Joint = Literal["space", "glued", "either"]
 
 
 @dataclass(frozen=True)
 class Piece:
-    """Words of one line read in one crop; `glued` continues the previous piece's word."""
+    """Words of one line read in one crop. `joint`: how its text follows the previous piece's:
+    a new word ("space"), the same word cut between letters ("glued"), or cut at a gap as wide
+    as a tight line's narrowest space ("either": the reader decides)."""
 
     box: tuple[int, int, int, int]  # left, top, right, bottom of the ink, in page pixels
     middle: float  # page row that goes to the middle of the crop (the x-height band's)
     scale: float  # page pixels -> crop pixels
-    glued: bool = False
+    joint: Joint = "space"
 
     def zoomed(self, factor: float, side: int) -> Piece:
         """The piece drawn `factor` times larger, or as large as still fits a `side` square."""
@@ -98,8 +103,9 @@ class PageLayout:
         rgb = image.convert("RGB")
         return [crop(rgb, piece, side, self.paper) for piece in (self.pieces if pieces is None else pieces)]
 
-    def join(self, texts: Sequence[str]) -> str:
-        """The pieces' texts (in `pieces` order) as the page's text."""
+    def join(self, texts: Sequence[str], spaced: Callable[[str, str], bool] | None = None) -> str:
+        """The pieces' texts (in `pieces` order) as the page's text. `spaced(line so far, text)`
+        decides a joint that could be a space (none without it)."""
         if len(texts) != len(self.pieces):
             raise ValueError(f"{len(texts)} texts for {len(self.pieces)} pieces")
         remaining = iter(texts)
@@ -110,7 +116,11 @@ class PageLayout:
             words = ""
             for piece in line:
                 text = next(remaining).strip()
-                words += text if piece.glued or not words else " " + text
+                if piece.joint == "either" and spaced is not None:
+                    space = spaced(words, text)
+                else:
+                    space = piece.joint == "space"
+                words += " " + text if words and space else text
             out.append(words)
         return join_soft_breaks("\n".join(out))
 
@@ -272,22 +282,26 @@ def fit_pieces(
     smallest: float,
     width: float,
     ink: np.ndarray,
+    space: float,
 ) -> list[Piece]:
     """A line's words (each a list of its letters' spans) packed into pieces that fit the square.
 
     Words are packed as they fit at `scale`. A word too wide alone is drawn smaller, down to the
     `smallest` scale (training crops too were shrunk to fit), or else cut between letters into
-    parts glued to each other; a group of touching letters still too wide (small typewriter
-    print) is cut into even parts, each cut moved to the column of least `ink` (the line's ink
-    per page column) within a quarter line of it: between two letters, not through one.
+    parts glued to each other, except where the cut's gap is at least `space` px: a tight
+    line's spaces can be narrower than a word gap (and a typewriter face's letter gaps as wide
+    as them), so the reader decides those joints. A group of touching letters still too wide
+    (small typewriter print) is cut into even parts, each cut moved to the column of least
+    `ink` (the line's ink per page column) within a quarter line of it: between two letters,
+    not through one.
     """
 
     def fits(left: float, right: float, at: float = scale) -> bool:
         return (right - left) * at <= width
 
-    def piece(left: float, right: float, glued: bool = False) -> Piece:
+    def piece(left: float, right: float, joint: Joint = "space") -> Piece:
         box = (round(left), rows[0], round(right), rows[1])
-        return Piece(box, middle, min(scale, width / (right - left)), glued)
+        return Piece(box, middle, min(scale, width / (right - left)), joint)
 
     pieces: list[Piece] = []
     for left, right in pack([(word[0][0], word[-1][1]) for word in words], fits):
@@ -295,10 +309,13 @@ def fit_pieces(
             pieces.append(piece(left, right))
             continue
         letters = [span for word in words for span in word if left <= span[0] < right]
+        ends = {start: previous[1] for previous, (start, _) in itertools.pairwise(letters)}
         for start, stop in pack(letters, fits):
+            joint: Joint = "space" if start == left else "either" if start - ends[start] >= space else "glued"
             cuts = np.linspace(start, stop, math.ceil((stop - start) * scale / width) + 1)
             cuts[1:-1] = [least_ink(ink, cut, (rows[1] - rows[0]) / 4) for cut in cuts[1:-1]]
-            pieces += [piece(a, b, glued=bool(a > left)) for a, b in itertools.pairwise(cuts)]
+            for a, b in itertools.pairwise(cuts):
+                pieces.append(piece(a, b, joint if a == start else "glued"))
     return pieces
 
 
@@ -444,7 +461,8 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
                 middle, size, segment = small or (*line, segment)
                 scale, smallest = scales(size, line_height, keep=not page)
                 words = split_at_gaps(segment, WORD_GAP * size)
-                pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width, ink)
+                space = SPACE_GAP * size
+                pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width, ink, space)
             lines.append(pieces)
             blocks.append(block)
     if (

@@ -92,6 +92,13 @@ class TokenNgram:
             p = np.where(seen[:, None], backed_off, p)
         return p
 
+    def log_prob(self, tokens: Sequence[int]) -> float:
+        """log P(tokens): each token's log-probability after those before it, summed."""
+        if not tokens:
+            return 0.0
+        p = self.probabilities([tokens[:i] for i in range(len(tokens))])
+        return float(np.log(p[np.arange(len(tokens)), list(tokens)]).sum())
+
     def _key(self, tokens: Sequence[int]) -> int:
         key = 0
         for token in tokens:

@@ -297,7 +297,7 @@ class VaryPipeline:
         reasons = {part.finish_reason for part in parts}
         reason = next((r for r in ("repetition", "length") if r in reasons), "stop")
         return PageResult(
-            text=layout.join([part.text for part in parts]),
+            text=layout.join([part.text for part in parts], self.spaced if self.ngram else None),
             token_ids=[token for part in parts for token in part.token_ids],
             finish_reason=reason,
             prompt_tokens=sum(part.prompt_tokens for part in parts),
@@ -407,6 +407,13 @@ class VaryPipeline:
             return None
         space, newline = self.word_end_ids
         return NgramFusion(self.ngram, weight, prompt_length, [space], stop_ids, [space, newline])
+
+    def spaced(self, before: str, after: str) -> bool:
+        """Whether two readings of a line cut where a narrow space could be are two words: the
+        n-gram model's likelier joint (`before`: the line so far; `after`: the next reading)."""
+        assert self.ngram is not None
+        encode = functools.partial(self.tokenizer.encode, add_special_tokens=False)
+        return self.ngram.log_prob(encode(f"{before} {after}")) > self.ngram.log_prob(encode(before + after))
 
     @functools.cached_property
     def word_end_ids(self) -> tuple[int, int]:
