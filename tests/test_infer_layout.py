@@ -251,6 +251,9 @@ def test_a_cut_through_a_word_at_a_gap_as_wide_as_a_narrow_space_is_the_reader_s
     assert layout.join(["we", "use", "d"], spaced) == "we used"
     assert asked == [("we", "use")]  # the line so far and the next reading, at the open joint only
     assert layout.join(["we", "use", "d"]) == "weused"
+    assert layout.open_ends == [True, True, False]  # each part but the last may end mid-word
+    two_lines = PageLayout([pieces[:1], pieces[1:]], [0, 0], (255, 255, 255), page=True)
+    assert two_lines.open_ends == [False, True, False]
 
 
 def test_thin_level_strokes_longer_than_a_glyph_s_are_not_ink() -> None:

@@ -93,6 +93,19 @@ def test_fusion_adds_the_weighted_log_probabilities_and_ends_where_words_do() ->
     assert torch.equal(fusion.added[0], fused - scores)
 
 
+def test_a_crop_that_ends_inside_a_word_is_not_held_back_from_stopping() -> None:
+    """An item flagged in `open_ends` (repeated once per beam, as generate repeats it) gives a
+    stop token its likeliest token's probability, not a word end's: after "a" the n-gram's text
+    always goes on ("b"), and a crop of a word's first part must still be free to end there."""
+    ngram = TokenNgram.fit(np.array([0, 2, 3, 0, 2, 3, 1] * 5), order=3, vocab_size=5)
+    fusion = NgramFusion(ngram, 1.0, 1, start=[0], stop_ids=[4], word_ends=[0, 1], open_ends=[False, True])
+    fused = fusion(torch.tensor([[9, 2]] * 4), torch.zeros(4, 5))  # 2 items x 2 beams, after "a"
+    p = ngram.probabilities([[0, 2]])[0]
+    expected = np.log([p[0] + p[1]] * 2 + [p.max()] * 2)
+    np.testing.assert_allclose(fused[:, 4].numpy(), expected, rtol=1e-6)
+    assert p.max() > 10 * (p[0] + p[1])
+
+
 @pytest.fixture
 def reader_with_ngram(tmp_path: Path) -> VaryPipeline:
     """The tiny random Vary-tiny as a line reader, with an n-gram model of its training corpus."""

@@ -208,6 +208,25 @@ def test_a_crop_is_read_at_the_crop_zooms_and_a_page_at_the_line_zooms(line_read
     assert set(factors) == {1.0, 1.5}
 
 
+def test_a_line_reader_says_which_crops_end_inside_a_word(line_reader, monkeypatch):
+    """A word too wide for one crop is cut into parts: every part but its last ends inside the
+    word, and the reader tells `generate` so (where an n-gram model would hold back a stop)."""
+    line_reader.model.config.line_zooms = None  # each piece read once
+    page = draw_page([["internationalization", "x", "y"]], size=40)
+    expected = page_layout(page, [15, 22], line_reader.input_size).open_ends
+    assert expected[0] and not expected[-1]
+    told = []
+    generate = line_reader.generate
+
+    def spy(*args, open_ends=(), **kwargs):
+        told.extend(open_ends)
+        return generate(*args, open_ends=open_ends, **kwargs)
+
+    monkeypatch.setattr(line_reader, "generate", spy)
+    line_reader(page, options=SHORT)
+    assert told == expected
+
+
 def test_a_line_reader_shrinks_a_huge_image_before_cutting_it(line_reader, monkeypatch):
     seen = []
 

@@ -95,6 +95,15 @@ class PageLayout:
     def pieces(self) -> list[Piece]:
         return [piece for line in self.lines for piece in line]
 
+    @property
+    def open_ends(self) -> list[bool]:
+        """For each piece, whether its text may end inside a word: the next piece of its line
+        continues the word, or may."""
+        ends: list[bool] = []
+        for line in self.lines:
+            ends += [following.joint != "space" for following in line[1:]] + [False] * bool(line)
+        return ends
+
     def crops(
         self, image: Image.Image, side: int, pieces: Sequence[Piece] | None = None
     ) -> list[Image.Image]:

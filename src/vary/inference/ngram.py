@@ -140,8 +140,11 @@ class NgramFusion(LogitsProcessor):
 
     Decoding starts after `start` (a crop starts where a word does: a space), and a stop token
     is as likely as a word ending there (the summed probability of `word_ends`, a space or a
-    line break). What it added at each step is kept (`added`), so a caller can take the
-    model's own log-probabilities back out of the scores generate returns.
+    line break), except in the batch items flagged in `open_ends`, whose crops end inside a word
+    (a word too wide for one crop, cut into parts): there the n-gram model holds no stop back,
+    a stop being as likely as its likeliest token. What it added at each step is kept
+    (`added`), so a caller can take the model's own log-probabilities back out of the scores
+    generate returns.
     """
 
     def __init__(
@@ -152,16 +155,22 @@ class NgramFusion(LogitsProcessor):
         start: Sequence[int],
         stop_ids: Iterable[int],
         word_ends: Sequence[int],
+        open_ends: Sequence[bool] = (),
     ):
         self.ngram, self.weight, self.prompt_length = ngram, weight, prompt_length
         self.start, self.stop_ids, self.word_ends = list(start), list(stop_ids), list(word_ends)
+        self.open_ends = np.array(open_ends, dtype=bool)
         self.added: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         contexts = [self.start + row for row in input_ids[:, self.prompt_length :].tolist()]
         p = self.ngram.probabilities(contexts)
         stops = [token for token in self.stop_ids if token < self.ngram.vocab_size]
-        p[:, stops] = p[:, self.word_ends].sum(axis=1, keepdims=True)
+        word_end = p[:, self.word_ends].sum(axis=1, keepdims=True)
+        if self.open_ends.any():  # generate repeats each batch item once per beam
+            open_rows = np.repeat(self.open_ends, len(contexts) // len(self.open_ends))[:, None]
+            word_end = np.where(open_rows, p.max(axis=1, keepdims=True), word_end)
+        p[:, stops] = word_end
         width = scores.shape[1]
         log_p = np.full((len(contexts), width), np.log(1.0 / self.ngram.vocab_size))
         log_p[:, : min(width, self.ngram.vocab_size)] = np.log(p[:, :width])

@@ -282,7 +282,8 @@ class VaryPipeline:
         layout = page_layout(image, self.line_height, self.input_size)
         side, (first_zoom, *others) = self.input_size, self.zooms(options, layout.page)
         first = [piece.zoomed(first_zoom, side) for piece in layout.pieces]
-        parts = self.read_pieces(page, image, layout, first, options, scored=bool(others))
+        open_ends = layout.open_ends
+        parts = self.read_pieces(page, image, layout, first, open_ends, options, scored=bool(others))
         doubt = self.model.config.line_doubt
         for zoom in others:  # a doubtful reading is read again at each other zoom, the likeliest kept
             zoomed = [piece.zoomed(zoom, side) for piece in layout.pieces]
@@ -291,7 +292,8 @@ class VaryPipeline:
                 for i, part in enumerate(parts)
                 if zoomed[i] != first[i] and (doubt is None or part.score < doubt)
             ]
-            readings = self.read_pieces(page, image, layout, [zoomed[i] for i in again], options, scored=True)
+            pieces, ends = [zoomed[i] for i in again], [open_ends[i] for i in again]
+            readings = self.read_pieces(page, image, layout, pieces, ends, options, scored=True)
             for i, part in zip(again, readings, strict=True):
                 parts[i] = max(parts[i], part, key=lambda reading: reading.score)
         reasons = {part.finish_reason for part in parts}
@@ -313,17 +315,22 @@ class VaryPipeline:
         image: Image.Image,
         layout: PageLayout,
         pieces: Sequence[Piece],
+        open_ends: Sequence[bool],
         options: GenerationOptions,
         scored: bool,
     ) -> list[PageResult]:
-        """Pieces of a page (`image`, the page's image as cut) read in batches of CROPS_PER_CALL."""
+        """Pieces of a page (`image`, the page's image as cut) read in batches of CROPS_PER_CALL
+        (`open_ends`: as in `generate`)."""
         crops = [
             PageInput(crop, page.source, page.page) for crop in layout.crops(image, self.input_size, pieces)
         ]
+        batches = zip(batched(crops, CROPS_PER_CALL), batched(open_ends, CROPS_PER_CALL), strict=True)
         return [
             part
-            for batch in batched(crops, CROPS_PER_CALL)
-            for part in self.generate(batch, [conversation()] * len(batch), options, scored=scored)
+            for batch, ends in batches
+            for part in self.generate(
+                batch, [conversation()] * len(batch), options, scored=scored, open_ends=ends
+            )
         ]
 
     @torch.inference_mode()
@@ -334,9 +341,11 @@ class VaryPipeline:
         options: GenerationOptions = DEFAULT_OPTIONS,
         streamer: BaseStreamer | None = None,
         scored: bool = False,
+        open_ends: Sequence[bool] = (),
     ) -> list[PageResult]:
         """One batched generate call: page i is read with conversation i; `scored` also gives
-        each text's likelihood (`PageResult.score`)."""
+        each text's likelihood (`PageResult.score`); `open_ends[i]`: page i is a crop that may
+        end inside a word (the n-gram model holds no stop back there)."""
         beams = self.num_beams(options)
         if streamer is not None and (len(pages) > 1 or beams > 1):
             raise ValueError("a streamer shows one greedy sequence: stream one page with num_beams=1")
@@ -347,7 +356,7 @@ class VaryPipeline:
         stop_ids = self.stop_token_ids()
         guard = RepetitionStop(options.repetition, prompt_length) if options.repetition else None
         sampling = {"temperature": options.temperature} if options.temperature > 0 else {}
-        fusion = self.ngram_fusion(options, prompt_length, stop_ids)
+        fusion = self.ngram_fusion(options, prompt_length, stop_ids, open_ends)
         start = time.perf_counter()
         output = self.model.generate(
             **batch,
@@ -395,18 +404,18 @@ class VaryPipeline:
         )
 
     def ngram_fusion(
-        self, options: GenerationOptions, prompt_length: int, stop_ids: list[int]
+        self, options: GenerationOptions, prompt_length: int, stop_ids: list[int], open_ends: Sequence[bool]
     ) -> NgramFusion | None:
         """The folder's n-gram model at the options' weight, else at the model's
         (`VaryConfig.ngram_weight`); None where there is none or the weight is 0. A reading
-        starts and ends where a word does."""
+        starts where a word does, and ends where one does unless its end is open."""
         weight = options.ngram_weight
         if weight is None:
             weight = self.model.config.ngram_weight or 0.0
         if self.ngram is None or weight == 0:
             return None
         space, newline = self.word_end_ids
-        return NgramFusion(self.ngram, weight, prompt_length, [space], stop_ids, [space, newline])
+        return NgramFusion(self.ngram, weight, prompt_length, [space], stop_ids, [space, newline], open_ends)
 
     def spaced(self, before: str, after: str) -> bool:
         """Whether two readings of a line cut where a narrow space could be are two words: the
