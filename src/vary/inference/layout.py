@@ -10,8 +10,10 @@ print, printed clearly smaller, such as a footnote or a code listing's line numb
 height, as the data engine renders each font size) and cut into pieces of consecutive words
 that fit the square; each piece is drawn on the page's paper colour with its x-height band in
 the middle, where the training crops have it, faint print darkened to black. The pieces'
-texts are joined with spaces, lines with newlines, columns with a blank line, and a word
-hyphenated across lines is joined again, as in the data's texts.
+texts are joined with spaces (the parts of a word too wide for one piece without, unless the
+cut's gap could be a tight line's space: the reader decides those), lines with newlines,
+columns with a blank line, and a word hyphenated across lines is joined again, as in the
+data's texts.
 
 A page's lines are scaled from the page's typical line (robust); an image of one or two lines
 (a crop) has only its own few pixels of x-height to go by, so it is left at its size when that
