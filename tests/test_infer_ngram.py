@@ -18,10 +18,12 @@ import pymupdf
 import pytest
 import torch
 
+from test_infer_layout import draw_page
 from test_infer_pipeline import noise, saved_model, teacher_forced_score
 from vary.cli import main
 from vary.data.text import normalise
 from vary.inference import GenerationOptions, VaryPipeline
+from vary.inference.layout import PageLayout
 from vary.inference.ngram import NGRAM_FILE, NgramFusion, TokenNgram
 from vary.inference.pipeline import conversation
 from vary.inference.sources import PageInput
@@ -139,6 +141,23 @@ def test_a_joint_that_could_be_a_space_is_the_ngram_models_likelier(reader_with_
     reader = reader_with_ngram
     assert reader.spaced("on the", "mat") and reader.spaced("the cat", "sat on")
     assert not reader.spaced("on the m", "at") and not reader.spaced("the c", "at sat")
+
+
+def test_a_page_s_open_joints_are_the_ngram_models_unless_it_is_turned_off(reader_with_ngram, monkeypatch):
+    judges = []
+    join = PageLayout.join
+
+    def spy(layout, texts, spaced=None):
+        judges.append(spaced)
+        return join(layout, texts, spaced)
+
+    monkeypatch.setattr(PageLayout, "join", spy)
+    page = draw_page([["alpha beta", "gamma", "delta"]])
+    reader_with_ngram(page, options=GenerationOptions(4, num_beams=1, ngram_weight=0.5))
+    reader_with_ngram(page, options=GenerationOptions(4, num_beams=1, ngram_weight=0))
+    reader_with_ngram.model.config.ngram_weight = 0.2  # the folder's weight where the options have none
+    reader_with_ngram(page, options=GenerationOptions(4, num_beams=1))
+    assert judges == [reader_with_ngram.spaced, None, reader_with_ngram.spaced]
 
 
 def test_an_ngram_model_of_another_tokenizer_is_refused(tmp_path):

@@ -299,7 +299,9 @@ class VaryPipeline:
         reasons = {part.finish_reason for part in parts}
         reason = next((r for r in ("repetition", "length") if r in reasons), "stop")
         return PageResult(
-            text=layout.join([part.text for part in parts], self.spaced if self.ngram else None),
+            text=layout.join(
+                [part.text for part in parts], self.spaced if self.ngram_weight(options) else None
+            ),
             token_ids=[token for part in parts for token in part.token_ids],
             finish_reason=reason,
             prompt_tokens=sum(part.prompt_tokens for part in parts),
@@ -403,15 +405,21 @@ class VaryPipeline:
             output.sequences, scores, beam_indices, normalize_logits=beams == 1
         )
 
+    def ngram_weight(self, options: GenerationOptions) -> float:
+        """Weight of the folder's n-gram model: the options' own, else the model's
+        (`VaryConfig.ngram_weight`); 0 where the folder has none."""
+        if self.ngram is None:
+            return 0.0
+        if options.ngram_weight is not None:
+            return options.ngram_weight
+        return self.model.config.ngram_weight or 0.0
+
     def ngram_fusion(
         self, options: GenerationOptions, prompt_length: int, stop_ids: list[int], open_ends: Sequence[bool]
     ) -> NgramFusion | None:
-        """The folder's n-gram model at the options' weight, else at the model's
-        (`VaryConfig.ngram_weight`); None where there is none or the weight is 0. A reading
-        starts where a word does, and ends where one does unless its end is open."""
-        weight = options.ngram_weight
-        if weight is None:
-            weight = self.model.config.ngram_weight or 0.0
+        """The folder's n-gram model at `ngram_weight`; None where that is 0. A reading starts
+        where a word does, and ends where one does unless its end is open."""
+        weight = self.ngram_weight(options)
         if self.ngram is None or weight == 0:
             return None
         space, newline = self.word_end_ids
