@@ -225,6 +225,8 @@ def test_a_line_reader_says_which_crops_end_inside_a_word(line_reader, monkeypat
     monkeypatch.setattr(line_reader, "generate", spy)
     line_reader(page, options=SHORT)
     assert told == expected
+    with pytest.raises(ValueError, match="1 open ends for 2 pages"):
+        generate([PageInput(noise(1), "<image>")] * 2, [conversation()] * 2, SHORT, open_ends=[True])
 
 
 def test_a_line_reader_shrinks_a_huge_image_before_cutting_it(line_reader, monkeypatch):

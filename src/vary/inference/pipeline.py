@@ -351,6 +351,8 @@ class VaryPipeline:
         beams = self.num_beams(options)
         if streamer is not None and (len(pages) > 1 or beams > 1):
             raise ValueError("a streamer shows one greedy sequence: stream one page with num_beams=1")
+        if open_ends and len(open_ends) != len(pages):
+            raise ValueError(f"{len(open_ends)} open ends for {len(pages)} pages")
         batch = self.processor([p.image for p in pages], list(conversations), padding_side="left")
         batch.pop("labels")
         batch = {k: v.to(self.device) for k, v in batch.items()}
