@@ -97,8 +97,8 @@ def test_a_small_crop_of_capitals_is_read_again_large_enough_to_tell_them_from_l
     """A crop's line height is a guess from its own pixels, and capitals are as evenly inked as
     lower case without ascenders: at half size the reader scales them to x-height, where the
     model reads `XXXIV` as `xxov`. The shipped `crop_zooms` read such a doubtful crop again
-    twice as large (the page's `line_zooms`, 1.2x, do not). Measured: CER 0.43 (21 of 64
-    exact) against 0.79 (3) with the page's zooms."""
+    twice as large (the page's `line_zooms`, 1.2x and 1.45x, only partly). Measured: CER 0.43
+    (21 of 64 exact) against 0.64 (14) with the page's zooms (0.79 and 3 with 1.2x alone)."""
     texts = [text.upper() for text in heldout[0]]
     crops = [draw_line(text).resize((32, 32), Image.Resampling.BICUBIC) for text in texts]
     pipeline = VaryPipeline.from_pretrained(default_model_dir(), device="cpu", dtype="float32")
@@ -109,7 +109,7 @@ def test_a_small_crop_of_capitals_is_read_again_large_enough_to_tell_them_from_l
         cers[zooms] = [character_error_rate(r.text, t) for r, t in zip(readings, texts, strict=True)]
     assert pipeline.zooms(GenerationOptions(), page=False) != page_zooms
     assert fmean(cers[None]) < SMALL_CAPITALS_CER_BOUND < fmean(cers[page_zooms])
-    assert sum(cer == 0 for cer in cers[None]) >= 3 * sum(cer == 0 for cer in cers[page_zooms])
+    assert sum(cer == 0 for cer in cers[None]) >= 1.4 * sum(cer == 0 for cer in cers[page_zooms])
 
 
 def draw_page(lines: list[str], size: int = 30) -> Image.Image:
@@ -134,30 +134,43 @@ def test_reads_a_page_line_by_line() -> None:
     assert character_error_rate(reading, "\n".join(lines)) < PAGE_CER_BOUND, reading
 
 
-def test_a_doubtful_reading_is_read_again_zoomed_and_the_likeliest_kept() -> None:
+def test_a_doubtful_reading_is_read_again_zoomed_and_the_likeliest_over_all_looks_kept() -> None:
     """The model reads each crop of a page at the first of its config's `line_zooms`; a reading
-    less likely than its `line_doubt` is read again at the next zoom, and the page keeps the
-    likelier reading (mean log-probability per token)."""
+    less likely than its `line_doubt` is read again at each other zoom, and the page keeps the
+    reading that decoding's objective (the model's log-probability plus the n-gram model's at
+    its weight), summed over all the looks, finds likeliest."""
     cfg = LinesConfig(n=4, split="heldout", min_words=6, max_words=8, max_chars=60, seed=2)
-    page = draw_page([line_sample(cfg, index).text for index in range(cfg.n)], size=16)
+    page = draw_page([line_sample(cfg, index).text for index in range(cfg.n)], size=10)  # small print
     pipeline = VaryPipeline.from_pretrained(default_model_dir(), device="cpu", dtype="float32")
-    first, second = pipeline.zooms(GenerationOptions())  # the shipped model's two zooms
-    doubt = pipeline.model.config.line_doubt
+    zooms = pipeline.zooms(GenerationOptions())
+    doubt, weight = pipeline.model.config.line_doubt, pipeline.model.config.ngram_weight
     side = pipeline.input_size
     layout = page_layout(page, pipeline.line_height, side)
+    ends = layout.open_ends
+    looks = [[piece.zoomed(zoom, side) for zoom in zooms] for piece in layout.pieces]
     readings = []
-    for zoom in (first, second):
-        crops = layout.crops(page, side, [piece.zoomed(zoom, side) for piece in layout.pieces])
-        pages = [PageInput(crop, "<image>") for crop in crops]
-        readings.append(pipeline.generate(pages, [conversation()] * len(pages), scored=True))
+    for look in zip(*looks, strict=True):
+        pages = [PageInput(crop, "<image>") for crop in layout.crops(page, side, look)]
+        readings.append(pipeline.generate(pages, [conversation()] * len(pages), scored=True, open_ends=ends))
+
+    def likeliest(i: int) -> str:
+        texts = {reading[i].text for reading in readings}
+        crops = layout.crops(page, side, looks[i])
+        return max(
+            texts,
+            key=lambda text: (
+                sum(pipeline.log_likelihoods(crops, [text] * len(crops)))
+                + len(crops) * weight * pipeline.ngram_log_prob(text, ends[i])
+            ),
+        )
+
     kept = [
-        once if once.score >= doubt else max(once, again, key=lambda part: part.score)
-        for once, again in zip(*readings, strict=True)
+        first.text if first.score >= doubt or looks[i][1] == looks[i][0] else likeliest(i)
+        for i, first in enumerate(readings[0])
     ]
-    assert {id(part) for part in kept} - {id(part) for part in readings[0]}  # a zoomed reading wins somewhere
-    assert {id(part) for part in kept} & {id(part) for part in readings[0]}  # and a first one elsewhere
-    assert pipeline(page).text == layout.join([part.text for part in kept])
-    once = pipeline(page, options=GenerationOptions(zooms=(first,))).text
+    assert [text for text, first in zip(kept, readings[0], strict=True) if text != first.text]  # a look wins
+    assert pipeline(page).text == layout.join(kept)
+    once = pipeline(page, options=GenerationOptions(zooms=zooms[:1])).text
     assert once == layout.join([part.text for part in readings[0]])
 
 

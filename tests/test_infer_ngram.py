@@ -19,12 +19,12 @@ import pytest
 import torch
 
 from test_infer_layout import draw_page
-from test_infer_pipeline import noise, saved_model, teacher_forced_score
+from test_infer_pipeline import forced_total, noise, piece_looks, saved_model, teacher_forced_score
 from vary.cli import main
 from vary.data.text import normalise
 from vary.inference import GenerationOptions, VaryPipeline
 from vary.inference.layout import PageLayout
-from vary.inference.ngram import NGRAM_FILE, NgramFusion, TokenNgram
+from vary.inference.ngram import NGRAM_FILE, NgramFusion, TokenNgram, reading_log_prob
 from vary.inference.pipeline import conversation
 from vary.inference.sources import PageInput
 
@@ -108,6 +108,18 @@ def test_a_crop_that_ends_inside_a_word_is_not_held_back_from_stopping() -> None
     assert p.max() > 10 * (p[0] + p[1])
 
 
+@pytest.mark.parametrize("open_end", [False, True])
+def test_a_readings_ngram_log_probability_is_what_fusion_adds_along_it(open_end: bool) -> None:
+    """The n-gram model's share of a reading, as the choice between a piece's looks weighs it:
+    the log-probabilities fusion adds at each of its tokens and at its stop, summed."""
+    ngram = TokenNgram.fit(np.array([0, 2, 3, 0, 2, 3, 1] * 5), order=3, vocab_size=5)
+    fusion = NgramFusion(ngram, 1.0, 1, start=[0], stop_ids=[4], word_ends=[0, 1], open_ends=[open_end])
+    reading = [2, 2, 3]
+    added = [fusion(torch.tensor([[9, *reading[:t]]]), torch.zeros(1, 5))[0] for t in range(4)]
+    along = sum(float(step[token]) for step, token in zip(added, [*reading, 4], strict=True))
+    assert reading_log_prob(ngram, reading, [0], [0, 1], open_end) == pytest.approx(along, rel=1e-5)
+
+
 @pytest.fixture
 def reader_with_ngram(tmp_path: Path) -> VaryPipeline:
     """The tiny random Vary-tiny as a line reader, with an n-gram model of its training corpus."""
@@ -133,6 +145,20 @@ def test_a_fused_reading_is_scored_by_the_model_alone(reader_with_ngram, beams):
     assert [r.token_ids for r in results] != [r.token_ids for r in alone]
     for page, result in zip(pages, results, strict=True):
         assert result.score == pytest.approx(teacher_forced_score(reader, page, result), abs=1e-4)
+
+
+def test_the_choice_between_looks_weighs_the_ngram_model_as_decoding_does(reader_with_ngram):
+    """Summed over a piece's three looks: the model's log-probability of each reading plus the
+    n-gram model's at its weight, once per look (as each look's decoding added it)."""
+    reader, weight = reader_with_ngram, 0.5
+    texts = ["zq xv", "the mat", "alpha"]
+    page, layout, crops, looks = piece_looks(reader, texts)
+    model = [sum(forced_total(reader, text, image) for image in crops) for text in texts]
+    fused = [m + 3 * weight * reader.ngram_log_prob(text) for m, text in zip(model, texts, strict=True)]
+    assert np.argmax(model) != np.argmax(fused)
+    for w, sums in ((0.0, model), (weight, fused)):
+        chosen = reader.likeliest_readings(page, layout, looks, [False], GenerationOptions(ngram_weight=w))
+        assert chosen[0].text == texts[int(np.argmax(sums))]
 
 
 def test_a_joint_that_could_be_a_space_is_the_ngram_models_likelier(reader_with_ngram):

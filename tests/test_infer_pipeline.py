@@ -27,6 +27,7 @@ from vary.inference.pipeline import (
     CROPS_PER_CALL,
     LINE_PAGE_SIDE,
     MAX_LINE_PAGE_SIDE,
+    PageResult,
     conversation,
     resolve_device,
     resolve_dtype,
@@ -185,6 +186,53 @@ def teacher_forced_score(reader: VaryPipeline, page: PageInput, result) -> float
     return log_probs.mean().item()
 
 
+def test_log_likelihoods_are_the_teacher_forced_log_probabilities_of_any_texts(line_reader):
+    """Any text, not only one the model wrote, gets the log-probability that teacher forcing
+    gives it (and its stop) on its image; texts of different lengths share one padded batch."""
+    images = [noise(seed) for seed in (1, 2, 3)]
+    texts = ["alpha", "be", "gamma delta"]
+    totals = line_reader.log_likelihoods(images, texts)
+    for image, text, total in zip(images, texts, totals, strict=True):
+        assert total == pytest.approx(forced_total(line_reader, text, image), abs=1e-3)
+
+
+def forced_reading(reader: VaryPipeline, text: str, image: Image.Image) -> PageResult:
+    """`text` as if the model had read it on `image`: a stopped reading, scored by teacher forcing."""
+    result = PageResult(text, reader.tokenizer.encode(text, add_special_tokens=False), "stop", 0, 0, 1)
+    result.score = teacher_forced_score(reader, PageInput(image, "<image>"), result)
+    return result
+
+
+def forced_total(reader: VaryPipeline, text: str, image: Image.Image) -> float:
+    """The model's log-probability of `text` and its stop on `image`, by teacher forcing."""
+    reading = forced_reading(reader, text, image)
+    return reading.score * (reading.num_tokens + 1)
+
+
+def piece_looks(reader: VaryPipeline, texts: list[str]):
+    """A drawn page, its layout, and its first piece seen at three zooms, look i read as texts[i]."""
+    page = draw_page([["alpha beta", "gamma"]])
+    layout = page_layout(page, [15, 22], reader.input_size)
+    side = reader.input_size
+    pieces = [layout.pieces[0], layout.pieces[0].zoomed(1.3, side), layout.pieces[0].zoomed(0.7, side)]
+    crops = layout.crops(page, side, pieces)
+    readings = [forced_reading(reader, text, image) for text, image in zip(texts, crops, strict=True)]
+    return page, layout, crops, {0: list(zip(pieces, readings, strict=True))}
+
+
+def test_a_piece_read_at_several_zooms_keeps_the_reading_likeliest_over_all_its_looks(line_reader):
+    """Each reading is scored on every look of its piece and the log-probabilities summed: the
+    choice is the argmax of those sums, worked out here by teacher forcing; a piece whose
+    looks agree keeps its first reading."""
+    texts = ["alpha beta", "alpha", "beta"]
+    page, layout, crops, looks = piece_looks(line_reader, texts)
+    looks[1] = [(layout.pieces[1], forced_reading(line_reader, "gamma", crops[0]))] * 2
+    sums = [sum(forced_total(line_reader, text, image) for image in crops) for text in texts]
+    assert np.argmax(sums) != 0  # not the first look's reading
+    chosen = line_reader.likeliest_readings(page, layout, looks, [False, False], SHORT)
+    assert list(chosen) == [0] and chosen[0].text == texts[int(np.argmax(sums))]
+
+
 def test_a_crop_is_read_at_the_crop_zooms_and_a_page_at_the_line_zooms(line_reader, monkeypatch):
     """Every reading doubted (`line_doubt` None), so each piece is read at each zoom of its
     kind; `GenerationOptions.zooms` stands for both."""
@@ -206,6 +254,33 @@ def test_a_crop_is_read_at_the_crop_zooms_and_a_page_at_the_line_zooms(line_read
     factors.clear()
     line_reader(crop, options=GenerationOptions(max_new_tokens=4, zooms=(1.0, 1.5)))
     assert set(factors) == {1.0, 1.5}
+
+
+def test_a_pages_readings_are_judged_on_all_looks_a_crops_on_its_own(line_reader, monkeypatch):
+    """A page's looks are alike (1x, 1.2x): its pieces' readings go to `likeliest_readings`. A
+    crop's larger look is the better one: it keeps the reading its own look scored highest."""
+    line_reader.model.config.line_zooms, line_reader.model.config.crop_zooms = [1.0, 1.2], [1.0, 2.0]
+    line_reader.model.config.line_doubt = None  # every reading read again
+    calls = []
+    judge = line_reader.likeliest_readings
+
+    def spy(image, layout, looks, *args):
+        calls.append({i: len(pairs) for i, pairs in looks.items()})
+        return judge(image, layout, looks, *args)
+
+    monkeypatch.setattr(line_reader, "likeliest_readings", spy)
+    page = draw_page([["alpha beta", "gamma", "delta"]])
+    line_reader(page, options=SHORT)
+    assert len(calls) == 1 and max(calls[0].values()) == 2  # (a piece filling the square: read once)
+    crop = draw_page([["alpha"]], page=(160, 90))
+    layout = page_layout(crop, [15, 22], line_reader.input_size)
+    (piece,) = layout.pieces
+    looks = layout.crops(crop, line_reader.input_size, [piece, piece.zoomed(2.0, line_reader.input_size)])
+    readings = line_reader.generate(
+        [PageInput(look, "<image>") for look in looks], [conversation()] * 2, SHORT, scored=True
+    )
+    assert line_reader(crop, options=SHORT).text == max(readings, key=lambda r: r.score).text
+    assert len(calls) == 1
 
 
 def test_a_line_reader_says_which_crops_end_inside_a_word(line_reader, monkeypatch):

@@ -166,14 +166,31 @@ class NgramFusion(LogitsProcessor):
         contexts = [self.start + row for row in input_ids[:, self.prompt_length :].tolist()]
         p = self.ngram.probabilities(contexts)
         stops = [token for token in self.stop_ids if token < self.ngram.vocab_size]
-        word_end = p[:, self.word_ends].sum(axis=1, keepdims=True)
+        open_rows = np.zeros(len(contexts), dtype=bool)
         if self.open_ends.any():  # generate repeats each batch item once per beam
-            open_rows = np.repeat(self.open_ends, len(contexts) // len(self.open_ends))[:, None]
-            word_end = np.where(open_rows, p.max(axis=1, keepdims=True), word_end)
-        p[:, stops] = word_end
+            open_rows = np.repeat(self.open_ends, len(contexts) // len(self.open_ends))
+        p[:, stops] = stop_probability(p, self.word_ends, open_rows)[:, None]
         width = scores.shape[1]
         log_p = np.full((len(contexts), width), np.log(1.0 / self.ngram.vocab_size))
         log_p[:, : min(width, self.ngram.vocab_size)] = np.log(p[:, :width])
         added = self.weight * torch.from_numpy(log_p).to(scores.device, scores.dtype)
         self.added.append(added)
         return scores + added
+
+
+def stop_probability(p: np.ndarray, word_ends: Sequence[int], open_rows: np.ndarray) -> np.ndarray:
+    """P(stop) for each row of next-token probabilities `p`: a word's end there (the summed
+    probability of `word_ends`), or, in a crop that ends inside a word (`open_rows`), that of
+    the likeliest token."""
+    return np.where(open_rows, p.max(axis=1), p[:, list(word_ends)].sum(axis=1))
+
+
+def reading_log_prob(
+    ngram: TokenNgram, tokens: Sequence[int], start: Sequence[int], word_ends: Sequence[int], open_end: bool
+) -> float:
+    """log P of a crop's reading as `NgramFusion` scores it as it decodes: its tokens after
+    `start`, then a stop (a word's end, or anything where the crop ends inside a word)."""
+    context = [*start, *tokens]
+    p = ngram.probabilities([context[: len(start) + i] for i in range(len(tokens) + 1)])
+    steps = np.log(p[np.arange(len(tokens)), list(tokens)]).sum()
+    return float(steps + np.log(stop_probability(p[-1:], word_ends, np.array([open_end]))[0]))

@@ -30,7 +30,7 @@ from transformers.generation.streamers import BaseStreamer
 from transformers.generation.utils import GenerateOutput
 
 from vary.inference.layout import PageLayout, Piece, page_layout
-from vary.inference.ngram import NGRAM_FILE, NgramFusion, TokenNgram
+from vary.inference.ngram import NGRAM_FILE, NgramFusion, TokenNgram, reading_log_prob
 from vary.inference.repetition import RepetitionGuard, RepetitionStop, find_loop
 from vary.inference.sources import (
     ALL_PAGES,
@@ -44,6 +44,7 @@ from vary.inference.sources import (
 )
 from vary.model import VaryForCausalLM, VaryProcessor, load_pretrained, ocr_conversation
 from vary.model.configuration import check_zooms
+from vary.model.templates import IGNORE_INDEX
 from vary.model.tokenizer import IM_END
 
 T = TypeVar("T")
@@ -285,7 +286,8 @@ class VaryPipeline:
         open_ends = layout.open_ends
         parts = self.read_pieces(page, image, layout, first, open_ends, options, scored=bool(others))
         doubt = self.model.config.line_doubt
-        for zoom in others:  # a doubtful reading is read again at each other zoom, the likeliest kept
+        looks = {i: [(piece, part)] for i, (piece, part) in enumerate(zip(first, parts, strict=True))}
+        for zoom in others:  # a doubtful reading is read again at each other zoom
             zoomed = [piece.zoomed(zoom, side) for piece in layout.pieces]
             again = [
                 i
@@ -294,8 +296,13 @@ class VaryPipeline:
             ]
             pieces, ends = [zoomed[i] for i in again], [open_ends[i] for i in again]
             readings = self.read_pieces(page, image, layout, pieces, ends, options, scored=True)
-            for i, part in zip(again, readings, strict=True):
-                parts[i] = max(parts[i], part, key=lambda reading: reading.score)
+            for i, piece, part in zip(again, pieces, readings, strict=True):
+                looks[i].append((piece, part))
+        if layout.page:  # looks alike: each reading judged on all of them
+            for i, reading in self.likeliest_readings(image, layout, looks, open_ends, options).items():
+                parts[i] = reading
+        else:  # a crop's larger look is the better one: each reading judged on its own look
+            parts = [max((part for _, part in pairs), key=lambda r: r.score) for pairs in looks.values()]
         reasons = {part.finish_reason for part in parts}
         reason = next((r for r in ("repetition", "length") if r in reasons), "stop")
         return PageResult(
@@ -310,6 +317,53 @@ class VaryPipeline:
             source=page.source,
             page=page.page,
         )
+
+    def likeliest_readings(
+        self,
+        image: Image.Image,
+        layout: PageLayout,
+        looks: dict[int, list[tuple[Piece, PageResult]]],
+        open_ends: Sequence[bool],
+        options: GenerationOptions,
+    ) -> dict[int, PageResult]:
+        """For each piece whose looks (`looks[i]`: each look and its reading) read it differently,
+        the reading that decoding's own objective (the model's log-probability plus the n-gram
+        model's at its weight) finds likeliest summed over all the looks: every reading scored
+        on every look. Judged on its own look alone, a reading a look gets confidently wrong
+        (`Its value` -> `Is value` at 1.2x) outvotes the look that shows it."""
+        asked = [
+            (i, j, text)
+            for i, pairs in looks.items()
+            if len(texts := dict.fromkeys(part.text for _, part in pairs)) > 1
+            for text in texts
+            for j in range(len(pairs))
+        ]
+        crops = layout.crops(image, self.input_size, [looks[i][j][0] for i, j, _ in asked])
+        model = dict(zip(asked, self.log_likelihoods(crops, [text for *_, text in asked]), strict=True))
+        weight = self.ngram_weight(options)
+
+        def objective(i: int, text: str) -> float:
+            n = len(looks[i])
+            fused = n * weight * self.ngram_log_prob(text, open_ends[i]) if weight else 0.0
+            return sum(model[i, j, text] for j in range(n)) + fused
+
+        return {
+            i: max((part for _, part in looks[i]), key=lambda part: objective(i, part.text))
+            for i in dict.fromkeys(i for i, _, _ in asked)
+        }
+
+    @torch.inference_mode()
+    def log_likelihoods(self, images: Sequence[Image.Image], texts: Sequence[str]) -> list[float]:
+        """The model's log-probability of text i (its stop included) as the reading of image i."""
+        totals: list[float] = []
+        for chunk in batched(list(zip(images, texts, strict=True)), CROPS_PER_CALL):
+            batch = self.processor([im for im, _ in chunk], [ocr_conversation(text) for _, text in chunk])
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            labels = batch.pop("labels")[:, 1:]
+            logits = self.model(**batch).logits[:, :-1].float()
+            token = logits.log_softmax(-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            totals += (token * (labels != IGNORE_INDEX)).sum(1).tolist()
+        return totals
 
     def read_pieces(
         self,
@@ -426,6 +480,13 @@ class VaryPipeline:
             return None
         space, newline = self.word_end_ids
         return NgramFusion(self.ngram, weight, prompt_length, [space], stop_ids, [space, newline], open_ends)
+
+    def ngram_log_prob(self, text: str, open_end: bool = False) -> float:
+        """The n-gram model's log-probability of a crop's reading, as its fusion scores it."""
+        assert self.ngram is not None
+        space, newline = self.word_end_ids
+        tokens = self.tokenizer.encode(text, add_special_tokens=False)
+        return reading_log_prob(self.ngram, tokens, [space], [space, newline], open_end)
 
     def spaced(self, before: str, after: str) -> bool:
         """Whether two readings of a line cut where a narrow space could be are two words: the
