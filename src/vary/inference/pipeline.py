@@ -329,8 +329,8 @@ class VaryPipeline:
         """For each piece whose looks (`looks[i]`: each look and its reading) read it differently,
         the reading that decoding's own objective (the model's log-probability plus the n-gram
         model's at its weight) finds likeliest summed over all the looks: every reading scored
-        on every look. Judged on its own look alone, a reading a look gets confidently wrong
-        (`Its value` -> `Is value` at 1.2x) outvotes the look that shows it."""
+        on every look. Judged on its own look alone, a reading that one look gets confidently
+        wrong outvotes the looks that show otherwise (`amoy` for `annoy`)."""
         asked = [
             (i, j, text)
             for i, pairs in looks.items()
