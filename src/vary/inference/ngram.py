@@ -92,11 +92,12 @@ class TokenNgram:
             p = np.where(seen[:, None], backed_off, p)
         return p
 
-    def log_prob(self, tokens: Sequence[int]) -> float:
-        """log P(tokens): each token's log-probability after those before it, summed."""
+    def log_prob(self, tokens: Sequence[int], context: Sequence[int] = ()) -> float:
+        """log P(tokens | context): each token's log-probability after those before it, summed."""
         if not tokens:
             return 0.0
-        p = self.probabilities([tokens[:i] for i in range(len(tokens))])
+        history = [*context, *tokens]
+        p = self.probabilities([history[: len(context) + i] for i in range(len(tokens))])
         return float(np.log(p[np.arange(len(tokens)), list(tokens)]).sum())
 
     def _key(self, tokens: Sequence[int]) -> int:
@@ -190,7 +191,6 @@ def reading_log_prob(
 ) -> float:
     """log P of a crop's reading as `NgramFusion` scores it as it decodes: its tokens after
     `start`, then a stop (a word's end, or anything where the crop ends inside a word)."""
-    context = [*start, *tokens]
-    p = ngram.probabilities([context[: len(start) + i] for i in range(len(tokens) + 1)])
-    steps = np.log(p[np.arange(len(tokens)), list(tokens)]).sum()
-    return float(steps + np.log(stop_probability(p[-1:], word_ends, np.array([open_end]))[0]))
+    after = ngram.probabilities([[*start, *tokens]])
+    stop = stop_probability(after, word_ends, np.array([open_end]))[0]
+    return ngram.log_prob(tokens, start) + float(np.log(stop))

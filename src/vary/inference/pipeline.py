@@ -295,7 +295,8 @@ class VaryPipeline:
                 if zoomed[i] != first[i] and (doubt is None or part.score < doubt)
             ]
             pieces, ends = [zoomed[i] for i in again], [open_ends[i] for i in again]
-            readings = self.read_pieces(page, image, layout, pieces, ends, options, scored=True)
+            # only a crop's looks are judged by their own scores (a page's: `likeliest_readings`)
+            readings = self.read_pieces(page, image, layout, pieces, ends, options, scored=not layout.page)
             for i, piece, part in zip(again, pieces, readings, strict=True):
                 looks[i].append((piece, part))
         if layout.page:  # looks alike: each reading judged on all of them
