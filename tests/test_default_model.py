@@ -6,7 +6,7 @@ back with the command-line defaults (4 beams, from the model's generation_config
 doubtful reading read again larger, 1.2x on a page and 2x alone, and its n-gram model at weight
 0.2, from its config.json).
 Measured (docs/default-model.md, stage 19 with its n-gram model): mean CER 0.059 on these 64
-lines, 48 of them read exactly; 0.000 on the drawn page of six held-out lines; 0.009 on the
+lines, 48 of them read exactly; 0.000 on the drawn page of six held-out lines; 0.004 on the
 README's paragraph. The
 bounds leave a margin for the thread-count noise of float32 matmuls and are far below what a
 reader that ignores the image gets (the last test).
@@ -139,7 +139,7 @@ def test_a_doubtful_reading_is_read_again_zoomed_and_the_likeliest_over_all_look
     less likely than its `line_doubt` is read again at each other zoom, and the page keeps the
     reading that decoding's objective (the model's log-probability plus the n-gram model's at
     its weight), summed over all the looks, finds likeliest."""
-    cfg = LinesConfig(n=4, split="heldout", min_words=6, max_words=8, max_chars=60, seed=2)
+    cfg = LinesConfig(n=4, split="heldout", min_words=6, max_words=8, max_chars=60, seed=3)
     page = draw_page([line_sample(cfg, index).text for index in range(cfg.n)], size=10)  # small print
     pipeline = VaryPipeline.from_pretrained(default_model_dir(), device="cpu", dtype="float32")
     zooms = pipeline.zooms(GenerationOptions())

@@ -12,7 +12,7 @@ import pymupdf
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from vary.data.regions import PAD
+from vary.data.regions import MARGIN, PAD
 from vary.inference.layout import (
     DIGIT,
     INK_TO_LINE,
@@ -92,14 +92,36 @@ def test_a_word_too_wide_is_cut_between_letters() -> None:
     assert (word[0].box[0], word[-1].box[2]) == (inked[0], inked[-1] + 1)  # the whole word, once
 
 
+@pytest.mark.parametrize("zoom", [1.0, 1.45, 2.0])
+def test_a_page_s_words_keep_a_training_crop_s_margin_off_the_padding(zoom: float) -> None:
+    """Training crops had a quarter line of paper beside their words, and what reached the edge
+    was a cut neighbour, not text: drawn up to the padding, a last period is read away."""
+    lines = ["notes.", "the sides,", "of hedges.", "quietly"]
+    image = draw_page([lines], size=24, page=(500, 300))
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    assert layout.page and all(piece.joint == "space" for piece in layout.pieces)
+    pieces = [piece.zoomed(zoom, SIDE) for piece in layout.pieces]
+    at_edge = 0
+    for crop in layout.crops(image, SIDE, pieces):
+        mask = ink_mask(np.asarray(crop.convert("L")))
+        columns, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+        line = (rows[-1] + 1 - rows[0]) / INK_TO_LINE  # at most the line drawn: a bound to keep
+        beside = SIDE * PAD + MARGIN * line
+        assert columns[0] >= beside - 1.5 and columns[-1] + 1 <= SIDE - beside + 1.5
+        at_edge += columns[-1] + 1 > SIDE - beside - 3
+    assert at_edge  # some were as wide as the margin lets them
+
+
 @pytest.mark.parametrize("size", [10, 24, 60])
 def test_page_lines_are_drawn_inside_the_training_range(size: int) -> None:
     image = draw_page([["example", "heights", "quietly"]], size=size, page=(700, 300))
     layout = page_layout(image, LINE_HEIGHT, SIDE)
+    width = SIDE * (1 - 2 * PAD)  # at the bottom, a word as wide as the square keeps its margins:
+    bottom = LINE_HEIGHT[0] * width / (width + 2 * MARGIN * LINE_HEIGHT[0])
     for crop in layout.crops(image, SIDE):  # each word has ascenders and descenders: ink = a line
         mask = ink_mask(np.asarray(crop.convert("L")))
         rows = np.flatnonzero(mask.any(axis=1))
-        assert INK_TO_LINE * LINE_HEIGHT[0] - 1 <= rows[-1] + 1 - rows[0] <= LINE_HEIGHT[1]
+        assert INK_TO_LINE * bottom - 1 <= rows[-1] + 1 - rows[0] <= LINE_HEIGHT[1]
 
 
 @pytest.mark.parametrize("words", [["abode", "bold", "hated"], ["pure", "gray", "query"]])

@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from vary.data.regions import PAD
+from vary.data.regions import MARGIN, PAD
 from vary.data.text import join_soft_breaks
 
 INK_TO_LINE = 0.87  # ink height of a line with ascenders and descenders / its line height
@@ -75,10 +75,11 @@ class Piece:
     middle: float  # page row that goes to the middle of the crop (the x-height band's)
     scale: float  # page pixels -> crop pixels
     joint: Joint = "space"
+    margin: float = 0.0  # page pixels of paper kept beside the ink, inside the square's padding
 
     def zoomed(self, factor: float, side: int) -> Piece:
         """The piece drawn `factor` times larger, or as large as still fits a `side` square."""
-        fits = side * (1 - 2 * PAD) / max(1, self.box[2] - self.box[0])
+        fits = side * (1 - 2 * PAD) / max(1, self.box[2] - self.box[0] + 2 * self.margin)
         return replace(self, scale=min(self.scale * factor, max(self.scale, fits)))
 
 
@@ -294,30 +295,35 @@ def fit_pieces(
     width: float,
     ink: np.ndarray,
     space: float,
+    margin: float = 0.0,
 ) -> list[Piece]:
     """A line's words (each a list of its letters' spans) packed into pieces that fit the square.
 
-    Words are packed as they fit at `scale`. A word too wide alone is drawn smaller, down to the
-    `smallest` scale (training crops too were shrunk to fit), or else cut between letters into
+    Words are packed as they fit at `scale` with `margin` px of paper beside them (a page's: a
+    quarter line, as training crops had; their edges showed cut neighbours, not text, and a
+    last period drawn into the padding is read away). A word too wide alone is drawn smaller,
+    down to the `smallest` scale (training crops too were shrunk to fit), and as far below it
+    as its margin takes, or else cut between letters into
     parts glued to each other, except where the cut's gap is at least `space` px: a tight
     line's spaces can be narrower than a word gap (and a typewriter face's letter gaps as wide
     as them), so the reader decides those joints. A group of touching letters still too wide
     (small typewriter print) is cut into even parts, each cut moved to the column of least
     `ink` (the line's ink per page column) within a quarter line of it: between two letters,
-    not through one.
+    not through one. Cut parts fill the square: more cuts would read worse than no margin.
     """
 
-    def fits(left: float, right: float, at: float = scale) -> bool:
-        return (right - left) * at <= width
+    def fits(left: float, right: float, at: float = scale, beside: float = 0.0) -> bool:
+        return (right - left + 2 * beside) * at <= width
 
-    def piece(left: float, right: float, joint: Joint = "space") -> Piece:
+    def piece(left: float, right: float, joint: Joint = "space", beside: float = 0.0) -> Piece:
         box = (round(left), rows[0], round(right), rows[1])
-        return Piece(box, middle, min(scale, width / (right - left)), joint)
+        return Piece(box, middle, min(scale, width / (right - left + 2 * beside)), joint, beside)
 
     pieces: list[Piece] = []
-    for left, right in pack([(word[0][0], word[-1][1]) for word in words], fits):
+    whole_words = [(word[0][0], word[-1][1]) for word in words]
+    for left, right in pack(whole_words, lambda a, b: fits(a, b, beside=margin)):
         if fits(left, right, smallest):
-            pieces.append(piece(left, right))
+            pieces.append(piece(left, right, beside=margin))
             continue
         letters = [span for word in words for span in word if left <= span[0] < right]
         ends = {start: previous[1] for previous, (start, _) in itertools.pairwise(letters)}
@@ -473,7 +479,8 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
                 scale, smallest = scales(size, line_height, keep=not page)
                 words = split_at_gaps(segment, WORD_GAP * size)
                 space = SPACE_GAP * size
-                pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width, ink, space)
+                margin = MARGIN * size if page else 0.0  # a crop has its own margins
+                pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width, ink, space, margin)
             lines.append(pieces)
             blocks.append(block)
     if (
