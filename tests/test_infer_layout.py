@@ -67,6 +67,20 @@ def test_a_word_hyphenated_across_lines_is_joined_as_in_the_data() -> None:
     assert read_back(layout, lines) == "the extraction of WWW-\nQuellen ends-\nHere"
 
 
+def test_a_period_or_comma_read_a_space_off_its_word_joins_it() -> None:
+    """On a page, a typewriter face sets a period a word gap off its word: it is read as a piece
+    of its own, or with a space in its piece (`notes .`), and no typography spaces a period or
+    comma off. A colon keeps its space (French sets one), and so does a mark that starts a line
+    or a word."""
+    pieces = [Piece((left, 0, left + 10, 10), 5.0, 1.0) for left in (0, 20, 40, 60)]
+    layout = PageLayout([pieces], [0], (255, 255, 255), page=True)
+    assert layout.join(["critical", "notes", " .", "In"]) == "critical notes. In"
+    assert layout.join(["can have", "notes ,", "b :", ".5 em"]) == "can have notes, b : .5 em"
+    assert layout.join([",", "a", ",", ":"]) == ", a, :"
+    crop = PageLayout([pieces], [0], (255, 255, 255), page=False)  # read as its training texts
+    assert crop.join(["critical", "notes", " .", "In"]) == "critical notes . In"
+
+
 def test_pieces_break_at_word_gaps_and_fit_the_square() -> None:
     image = draw_page([["aa bb cc dd ee ff gg hh", "ii jj kk", "ll"]])
     mask = ink_mask(np.asarray(image.convert("L")))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -59,6 +60,7 @@ RULE = 1 / 8  # ink strokes longer than this share of the page's side are rules 
 MIN_RULE = 48  # and at least this many px (so that a dash in a crop of one word stays)
 STROKE = 2.5  # on a page, a thin level stroke longer than this many typical lines is no glyph,
 THIN_STROKE = 0.15  # thin: under this share of a typical line thick (a title's strokes are thicker)
+SPACED_END_MARK = re.compile(r"(?<=\S) ([.,])(?=\s|$)")  # `notes .`: no typography spaces these off
 FAINT = 2.0  # print whose contrast to the paper is under 1/FAINT of the paper's brightness is darkened
 
 Span = tuple[int, int]  # [start, stop) in pixels
@@ -117,7 +119,10 @@ class PageLayout:
 
     def join(self, texts: Sequence[str], spaced: Callable[[str, str], bool] | None = None) -> str:
         """The pieces' texts (in `pieces` order) as the page's text. `spaced(line so far, text)`
-        decides a joint that could be a space (none without it)."""
+        decides a joint that could be a space (none without it). On a page, a period or comma
+        read a space off its word (a typewriter face sets one a word gap off it, and a piece
+        may hold it alone) joins the word; a crop's reading keeps it as the model wrote it (its
+        training texts, words joined by spaces, have `John .` where a gloss sets one off)."""
         if len(texts) != len(self.pieces):
             raise ValueError(f"{len(texts)} texts for {len(self.pieces)} pieces")
         remaining = iter(texts)
@@ -133,7 +138,7 @@ class PageLayout:
                 else:
                     space = piece.joint == "space"
                 words += " " + text if words and space else text
-            out.append(words)
+            out.append(SPACED_END_MARK.sub(r"\1", words) if self.page else words)
         return join_soft_breaks("\n".join(out))
 
 
