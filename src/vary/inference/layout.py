@@ -80,7 +80,8 @@ class Piece:
     margin: float = 0.0  # page pixels of paper kept beside the ink, inside the square's padding
 
     def zoomed(self, factor: float, side: int) -> Piece:
-        """The piece drawn `factor` times larger, or as large as still fits a `side` square."""
+        """The piece drawn `factor` times larger, or as large as still fits a `side` square with
+        its margin."""
         fits = side * (1 - 2 * PAD) / max(1, self.box[2] - self.box[0] + 2 * self.margin)
         return replace(self, scale=min(self.scale * factor, max(self.scale, fits)))
 
