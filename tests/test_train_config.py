@@ -126,10 +126,10 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     for n in range(8, 24):  # stage 3's beams, and the line height of the recipe's crops
         assert stages[n].generation.num_beams == 4 and stages[n].generation.line_height == [15, 22]
     numbers = ["numbers-small", "numbers-roman", "numbers-mono", "numbers-sans"]  # stage 17's
+    tiny = ["tiny-numbers-roman", "tiny-numbers-sans"]  # stage 22's
     for n in range(9, 24):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
         coarse = {name(s): s.low_res for s in stages[n].data.sources if s.low_res}
         crops = ["regions-train", "regions-train-extra", "regions-train-extra2", "regions-train-extra3"]
-        tiny = ["tiny-numbers-roman", "tiny-numbers-sans"]  # stage 22's
         later = {17: numbers, 21: [*numbers, "glyphs-mono", "glyphs-accents", "glyphs-italic"]}.get(
             n, [*numbers, "glyphs-mono", *(tiny if n >= 22 else [])] if n >= 18 else []
         )
