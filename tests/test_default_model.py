@@ -139,8 +139,9 @@ def test_a_doubtful_reading_is_read_again_zoomed_and_the_likeliest_over_all_look
     less likely than its `line_doubt` is read again at each other zoom, and the page keeps the
     reading that decoding's objective (the model's log-probability plus the n-gram model's at
     its weight), summed over all the looks, finds likeliest."""
-    cfg = LinesConfig(n=4, split="heldout", min_words=6, max_words=8, max_chars=60, seed=3)
-    page = draw_page([line_sample(cfg, index).text for index in range(cfg.n)], size=10)  # small print
+    cfg = LinesConfig(n=4, split="heldout", min_words=6, max_words=8, max_chars=60, seed=6)
+    # small print, on which (seed 6, as of session 25) a zoomed look wins
+    page = draw_page([line_sample(cfg, index).text for index in range(cfg.n)], size=10)
     pipeline = VaryPipeline.from_pretrained(default_model_dir(), device="cpu", dtype="float32")
     zooms = pipeline.zooms(GenerationOptions())
     doubt, weight = pipeline.model.config.line_doubt, pipeline.model.config.ngram_weight

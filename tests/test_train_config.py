@@ -111,11 +111,11 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     monkeypatch.chdir(ROOT)
     paths = sorted((ROOT / "configs").glob("default-model-stage*.yaml"))
     stages = {int(p.stem.removeprefix("default-model-stage")): load_train_config(p) for p in paths}
-    assert sorted(stages) == list(range(2, 24))
+    assert sorted(stages) == list(range(2, 25))
     for n, cfg in stages.items():
         parent = {15: 13}.get(n, n - 1)  # stage 14 was tried and not kept: 15 goes on from 13
         previous = "out/default-model" if n == 2 else f"out/default-model-stage{parent}"
-        if n >= 16:  # from the shipped model (recipe steps 17, 20, 22, 24, 26 and 29)
+        if 16 <= n <= 23:  # from the shipped model (recipe steps 17, 20, 22, 24, 26 and 29)
             assert cfg.init_from == "src/vary/assets/default-model"
         else:
             assert cfg.init_from == f"{previous}/model"
@@ -123,11 +123,11 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     assert [n for n, cfg in stages.items() if cfg.deepen == 2] == [7, 8]
     assert [n for n, cfg in stages.items() if cfg.widen == 2] == [11, 14]
     assert all(cfg.deepen == cfg.widen == 1 for n, cfg in stages.items() if n < 7)
-    for n in range(8, 24):  # stage 3's beams, and the line height of the recipe's crops
+    for n in range(8, 25):  # stage 3's beams, and the line height of the recipe's crops
         assert stages[n].generation.num_beams == 4 and stages[n].generation.line_height == [15, 22]
     numbers = ["numbers-small", "numbers-roman", "numbers-mono", "numbers-sans"]  # stage 17's
     tiny = ["tiny-numbers-roman", "tiny-numbers-sans"]  # stage 22's
-    for n in range(9, 24):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
+    for n in range(9, 25):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
         coarse = {name(s): s.low_res for s in stages[n].data.sources if s.low_res}
         crops = ["regions-train", "regions-train-extra", "regions-train-extra2", "regions-train-extra3"]
         later = {17: numbers, 21: [*numbers, "glyphs-mono", "glyphs-accents", "glyphs-italic"]}.get(
@@ -198,3 +198,11 @@ def test_next_gpu_stage_is_stage_22s_mix_drawn_anew(monkeypatch):
         else:
             assert after.path != before.path and after.lines.seed != before.lines.seed
             assert after.lines.n >= before.lines.n
+
+
+def test_stage_24_goes_on_from_stage_23_on_its_data(monkeypatch):
+    """Stage 24 trains stage 23's model again on stage 23's rendered folders, more gently."""
+    monkeypatch.chdir(ROOT)
+    gpu23, gpu24 = (load_train_config(f"configs/default-model-stage{n}.yaml") for n in (23, 24))
+    assert gpu24.data == gpu23.data and gpu24.init_from == f"{gpu23.output_dir}/model"
+    assert gpu24.lr < gpu23.lr / 3 and gpu24.global_batch_size == gpu23.global_batch_size
