@@ -111,11 +111,11 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     monkeypatch.chdir(ROOT)
     paths = sorted((ROOT / "configs").glob("default-model-stage*.yaml"))
     stages = {int(p.stem.removeprefix("default-model-stage")): load_train_config(p) for p in paths}
-    assert sorted(stages) == list(range(2, 25))
+    assert sorted(stages) == list(range(2, 26))
     for n, cfg in stages.items():
         parent = {15: 13}.get(n, n - 1)  # stage 14 was tried and not kept: 15 goes on from 13
         previous = "out/default-model" if n == 2 else f"out/default-model-stage{parent}"
-        if 16 <= n <= 23:  # from the shipped model (recipe steps 17, 20, 22, 24, 26 and 29)
+        if 16 <= n <= 23 or n == 25:  # from the shipped model (recipe steps 17, 20, 22, 24, 26, 29, 32)
             assert cfg.init_from == "src/vary/assets/default-model"
         else:
             assert cfg.init_from == f"{previous}/model"
@@ -123,11 +123,11 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     assert [n for n, cfg in stages.items() if cfg.deepen == 2] == [7, 8]
     assert [n for n, cfg in stages.items() if cfg.widen == 2] == [11, 14]
     assert all(cfg.deepen == cfg.widen == 1 for n, cfg in stages.items() if n < 7)
-    for n in range(8, 25):  # stage 3's beams, and the line height of the recipe's crops
+    for n in range(8, 26):  # stage 3's beams, and the line height of the recipe's crops
         assert stages[n].generation.num_beams == 4 and stages[n].generation.line_height == [15, 22]
     numbers = ["numbers-small", "numbers-roman", "numbers-mono", "numbers-sans"]  # stage 17's
     tiny = ["tiny-numbers-roman", "tiny-numbers-sans"]  # stage 22's
-    for n in range(9, 25):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
+    for n in range(9, 26):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
         coarse = {name(s): s.low_res for s in stages[n].data.sources if s.low_res}
         crops = ["regions-train", "regions-train-extra", "regions-train-extra2", "regions-train-extra3"]
         later = {17: numbers, 21: [*numbers, "glyphs-mono", "glyphs-accents", "glyphs-italic"]}.get(
@@ -143,8 +143,8 @@ def test_every_default_model_stage_config_loads(monkeypatch):
 
 def name(source: SourceConfig) -> str:
     """A recipe source by its data folder's name, a GPU stage's re-rendered ones (`large-`: stage
-    19's, `s23-`: stage 23's) as the originals."""
-    return re.sub(r"^(large|s23)-", "", source.path.rsplit("/", 1)[1])
+    19's, `s23-`, `s25-`: stages 23 and 25's) as the originals."""
+    return re.sub(r"^(large|s23|s25)-", "", source.path.rsplit("/", 1)[1])
 
 
 def test_gpu_stage_is_stage_18_with_fresh_larger_synthetic_data(monkeypatch):
@@ -180,24 +180,37 @@ def test_stage_21_adds_accents_and_italics_to_stage_18_s_mix(monkeypatch):
     assert replace(italic, seed=accents.seed, alphabet=accents.alphabet, font=accents.font) == accents
 
 
-def test_next_gpu_stage_is_stage_22s_mix_drawn_anew(monkeypatch):
-    """Stage 22 is stage 19's mix with small numbers joined; stage 23 (prepared for a GPU) keeps
-    that mix and draws every rendered source anew, in folders of its own."""
+def test_stage_22_joins_small_numbers_to_stage_19_s_mix(monkeypatch):
+    """Stage 22 is stage 19's mix with numbers drawn 3-4 px tall and enlarged back joined."""
     monkeypatch.chdir(ROOT)
-    gpu19, cpu22, gpu23 = (load_train_config(f"configs/default-model-stage{n}.yaml") for n in (19, 22, 23))
+    gpu19, cpu22 = (load_train_config(f"configs/default-model-stage{n}.yaml") for n in (19, 22))
     mix = [(name(s), s.weight, s.low_res) for s in cpu22.data.sources]
     assert mix[:12] == [(name(s), s.weight, s.low_res) for s in gpu19.data.sources]
     assert [m[0] for m in mix[12:]] == ["tiny-numbers-roman", "tiny-numbers-sans"]
     for source in cpu22.data.sources[12:]:
         assert source.low_res.share == 1.0 and source.low_res.scale == [0.2, 0.35]
         assert source.lines.alphabet == "0123456789" and source.lines.max_words == 1
-    assert [(name(s), s.weight, s.low_res) for s in gpu23.data.sources] == mix
-    for before, after in zip(cpu22.data.sources, gpu23.data.sources, strict=True):
-        if before.lines is None:
-            assert after.path == before.path
+
+
+@pytest.mark.parametrize(("before", "after"), [(22, 23), (23, 25)])
+def test_gpu_stage_keeps_the_mix_and_draws_every_rendered_source_anew(monkeypatch, before, after):
+    """Stages 23 and 25 (GPU) keep the mix of the stage before them, every rendered source drawn
+    anew in folders of its own, with seeds no other stage's data has used (stage 24 trains on
+    stage 23's own)."""
+    monkeypatch.chdir(ROOT)
+    old, new = (load_train_config(f"configs/default-model-stage{n}.yaml") for n in (before, after))
+    assert [(name(s), s.weight, s.low_res) for s in new.data.sources] == [
+        (name(s), s.weight, s.low_res) for s in old.data.sources
+    ]
+    others = [load_train_config(p) for p in sorted(ROOT.glob("configs/default-model-stage*.yaml"))]
+    used = {s.lines.seed for cfg in others if cfg.data != new.data for s in cfg.data.sources if s.lines}
+    for was, now in zip(old.data.sources, new.data.sources, strict=True):
+        if was.lines is None:
+            assert now.path == was.path
         else:
-            assert after.path != before.path and after.lines.seed != before.lines.seed
-            assert after.lines.n >= before.lines.n
+            assert now.path != was.path and now.lines.n >= was.lines.n
+            assert replace(now.lines, seed=was.lines.seed, n=was.lines.n) == was.lines
+            assert now.lines.seed not in used
 
 
 def test_stage_24_goes_on_from_stage_23_on_its_data(monkeypatch):
