@@ -30,6 +30,7 @@ from vary.inference import GenerationOptions, VaryPipeline
 from vary.inference.pipeline import conversation
 from vary.model import build_model, load_pretrained
 from vary.training import TrainConfig, train
+from vary.training import trainer as trainer_module
 from vary.training.checkpoint import latest_checkpoint, list_checkpoints
 from vary.training.config import (
     CheckpointConfig,
@@ -109,6 +110,7 @@ def test_a_short_run_learns_and_saves_a_loadable_model(data, tmp_path):
     assert sum(list(curve.values())[-5:]) / 5 < curve[1] - 1.0
     assert len(evals) == 3 and evals[-1] < evals[0] - 1.0  # at steps 0, 15 and 30
     assert summary["steps"] == 30 and summary["samples"] == 240 and summary["samples_per_s"] > 0
+    assert all(0 <= m["train/data_wait"] <= 1 for m in metrics(tmp_path) if "train/loss" in m)
     assert summary["heldout"]["heldout/loss"] == evals[-1] and len(summary["examples"]) == 2
     assert (tmp_path / "summary.json").is_file() and any((tmp_path / "tensorboard").iterdir())
     model, tokenizer, _ = load_pretrained(tmp_path / "model")
@@ -118,6 +120,21 @@ def test_a_short_run_learns_and_saves_a_loadable_model(data, tmp_path):
     )
     assert model.generation_config.num_beams == 3  # the folder's decoding default, for vary ocr / eval
     assert model.config.line_height == [15, 22]  # it reads pages line by line
+
+
+def test_a_slow_input_pipeline_shows_as_time_waiting_for_data(data, tmp_path, monkeypatch):
+    """Each log line says what share of its time the loop waited for batches: here collating a
+    step takes 0.2 s, longer than a tiny model's step."""
+    collate = trainer_module.collate_step
+
+    def slow_collate(*args):
+        time.sleep(0.2)
+        return collate(*args)
+
+    monkeypatch.setattr(trainer_module, "collate_step", slow_collate)
+    train(config(data, tmp_path, checkpoint=CheckpointConfig(every=100, keep_last=1)))
+    waits = [m["train/data_wait"] for m in metrics(tmp_path) if "train/loss" in m]
+    assert len(waits) == 6 and min(waits) > 0.5, waits
 
 
 def test_resume_reproduces_the_uninterrupted_run(data, tmp_path):

@@ -28,12 +28,13 @@ P0=$SECONDS; rm -rf /tmp/probe  # a throwaway run, there only for its rate
 timeout 240 $TRAIN output_dir=/tmp/probe optim.max_steps=$PROBE_STEPS log_every=10 eval.every=0 \
   eval.samples=64 eval.decode_samples=64 ${EXTRA:-} > "$OUT/probe.log" 2>&1 \
   || { tail -40 "$OUT/probe.log"; say "probe failed"; exit 1; }
-RATE=$(python3 -c "
+read -r RATE WAIT <<< "$(python3 -c "
 import json, statistics
-rows = [json.loads(line) for line in open('/tmp/probe/metrics.jsonl')]
-rates = [r['train/samples_per_s'] for r in rows if 'train/samples_per_s' in r]
-print(statistics.median(rates[1:] or rates))") || { say "no rate in the probe's metrics"; exit 1; }
-say "probe took $((SECONDS - P0))s; steady rate $RATE samples/s"
+rows = [json.loads(line) for line in open('/tmp/probe/metrics.jsonl') if 'train/samples_per_s' in line]
+steady = rows[1:] or rows  # the first window holds the start-up
+print(*(statistics.median(r[key] for r in steady) for key in ('train/samples_per_s', 'train/data_wait')))")"
+[ -n "$WAIT" ] || { say "no rate in the probe's metrics"; exit 1; }
+say "probe took $((SECONDS - P0))s; steady rate $RATE samples/s, waiting for data $WAIT of the time"
 LEFT=$((BUDGET - (SECONDS - T0) - 75))  # start-up, evaluations, checkpoints, export
 STEPS=$(python3 -c "print(max(50, int($LEFT * $RATE * 0.92 / $BATCH) // 50 * 50))")
 say "main run: $STEPS steps in ~${LEFT}s"

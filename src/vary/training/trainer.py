@@ -267,6 +267,7 @@ class Window:
     loss: float = 0.0
     samples: int = 0
     tokens: int = 0
+    waited: float = 0.0  # seconds spent waiting for the next step's batches
     clock: Stopwatch = field(default_factory=Stopwatch)
 
     def add(self, loss: torch.Tensor, samples: int, tokens: int) -> None:
@@ -282,6 +283,9 @@ class Window:
             "train/lr": lr,
             "train/samples_per_s": self.samples / seconds,
             "train/tokens_per_s": self.tokens / seconds,
+            # near 1: the input pipeline, not the model, sets the pace (the step's loss is read
+            # back every step, so the accelerator's queue is empty while the loop waits)
+            "train/data_wait": min(self.waited / seconds, 1.0),
         }
         return values | ({"train/grad_norm": grad_norm} if grad_norm is not None else {})
 
@@ -383,7 +387,9 @@ class Trainer:
         self.model.train()
         try:
             while state.step < cfg.optim.max_steps:
+                wait = Stopwatch()
                 batches, position = next(steps)
+                window.waited += wait.seconds
                 for where, problem in (p for batch in batches for p in batch.problems):
                     self.errors.record(where, problem, kind="bad_sample")
                 lr = self.scheduler.get_last_lr()[0]
@@ -427,7 +433,7 @@ class Trainer:
         self.accelerator.log(scalars, step=self.state.step)
         return (
             f"loss {scalars['train/loss']:.3f} lr {lr:.1e} {scalars['train/samples_per_s']:.1f} samples/s"
-            f" {scalars['train/tokens_per_s']:.0f} tok/s"
+            f" {scalars['train/tokens_per_s']:.0f} tok/s, {scalars['train/data_wait']:.0%} waiting for data"
         )
 
     def evaluate(self) -> None:
