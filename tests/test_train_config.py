@@ -115,7 +115,7 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     for n, cfg in stages.items():
         parent = {15: 13}.get(n, n - 1)  # stage 14 was tried and not kept: 15 goes on from 13
         previous = "out/default-model" if n == 2 else f"out/default-model-stage{parent}"
-        if n >= 16 and n != 24:  # from the shipped model (recipe steps 17-29, 32); 24 from stage 23
+        if n >= 16 and n != 24:  # from the shipped model (recipe steps 17, 20, ..., 29, 32); 24: stage 23's
             assert cfg.init_from == "src/vary/assets/default-model"
         else:
             assert cfg.init_from == f"{previous}/model"
