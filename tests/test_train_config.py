@@ -65,6 +65,40 @@ def test_base_config_is_merged_under_the_later_stage(tmp_path, monkeypatch):
         load_train_config(write(tmp_path, "base: missing.yaml\n"))
 
 
+def test_redraw_draws_each_synthetic_source_anew_into_a_folder_of_its_own(tmp_path, monkeypatch):
+    """`redraw: N` moves each `lines:` source's seed on by N and gives it a new folder; the rest
+    of the mix, and the YAML aliases the base shares between sources, stay as they were."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stage1.yaml").write_text(
+        "stage: tiny\noutput_dir: s1\nmodel: {kind: tiny}\ndata:\n  sources:\n"
+        "    - {path: crops, weight: 0.5, low_res: &low {share: 0.5}}\n"
+        "    - {path: glyphs, weight: 0.3, low_res: *low, lines: &glyphs {n: 20, seed: 7}}\n"
+        "    - {path: words, weight: 0.2, lines: {<<: *glyphs, max_words: 2}}\n"
+        "  heldout: {path: held, lines: {n: 5, seed: 1, split: heldout}}\n"
+    )
+    (tmp_path / "stage2.yaml").write_text("base: stage1.yaml\noutput_dir: s2\nredraw: 10\n")
+    first, again = load_train_config("stage1.yaml"), load_train_config("stage2.yaml")
+    assert [(s.path, s.lines and s.lines.seed) for s in again.data.sources] == [
+        ("crops", None),
+        ("glyphs-redraw10", 17),
+        ("words-redraw10", 17),
+    ]
+    for was, now in zip(first.data.sources, again.data.sources, strict=True):
+        assert (now.weight, now.low_res) == (was.weight, was.low_res)
+        assert now.lines is None or replace(now.lines, seed=was.lines.seed) == was.lines
+    assert again.data.heldout == first.data.heldout  # the yardstick stays put
+    assert load_train_config("stage2.yaml", ["redraw=3"]).data.sources[1].lines.seed == 10
+    (tmp_path / "stage3.yaml").write_text("base: stage2.yaml\nredraw: 20\n")  # counts from as written
+    third = load_train_config("stage3.yaml").data.sources
+    assert [s.path for s in third][1:] == ["glyphs-redraw20", "words-redraw20"]
+    with pytest.raises(ConfigError, match=r"stage2\.yaml: redraw must be a whole number >= 0, got -1"):
+        load_train_config("stage2.yaml", ["redraw=-1"])
+    plain = "stage: tiny\noutput_dir: p\nmodel: {kind: tiny}\ndata: {sources: [{path: a}]}\n"
+    (tmp_path / "plain.yaml").write_text(plain)
+    with pytest.raises(ConfigError, match=r"plain\.yaml: redraw 2: no data source has `lines:` to draw anew"):
+        load_train_config("plain.yaml", ["redraw=2"])
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -111,11 +145,11 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     monkeypatch.chdir(ROOT)
     paths = sorted((ROOT / "configs").glob("default-model-stage*.yaml"))
     stages = {int(p.stem.removeprefix("default-model-stage")): load_train_config(p) for p in paths}
-    assert sorted(stages) == list(range(2, 26))
+    assert sorted(stages) == list(range(2, 29))
     for n, cfg in stages.items():
         parent = {15: 13}.get(n, n - 1)  # stage 14 was tried and not kept: 15 goes on from 13
         previous = "out/default-model" if n == 2 else f"out/default-model-stage{parent}"
-        if n >= 16 and n != 24:  # from the shipped model (recipe steps 17, 20, ..., 29, 32); 24: stage 23's
+        if n >= 16 and n not in (24, 26, 28):  # from the shipped model (recipe steps 17, 20, ..., 32, 35)
             assert cfg.init_from == "src/vary/assets/default-model"
         else:
             assert cfg.init_from == f"{previous}/model"
@@ -123,11 +157,11 @@ def test_every_default_model_stage_config_loads(monkeypatch):
     assert [n for n, cfg in stages.items() if cfg.deepen == 2] == [7, 8]
     assert [n for n, cfg in stages.items() if cfg.widen == 2] == [11, 14]
     assert all(cfg.deepen == cfg.widen == 1 for n, cfg in stages.items() if n < 7)
-    for n in range(8, 26):  # stage 3's beams, and the line height of the recipe's crops
+    for n in range(8, 29):  # stage 3's beams, and the line height of the recipe's crops
         assert stages[n].generation.num_beams == 4 and stages[n].generation.line_height == [15, 22]
     numbers = ["numbers-small", "numbers-roman", "numbers-mono", "numbers-sans"]  # stage 17's
     tiny = ["tiny-numbers-roman", "tiny-numbers-sans"]  # stage 22's
-    for n in range(9, 26):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
+    for n in range(9, 29):  # crops and words seen coarse (stage 16: more, coarser); stage 12's crops too
         coarse = {name(s): s.low_res for s in stages[n].data.sources if s.low_res}
         crops = ["regions-train", "regions-train-extra", "regions-train-extra2", "regions-train-extra3"]
         later = {17: numbers, 21: [*numbers, "glyphs-mono", "glyphs-accents", "glyphs-italic"]}.get(
@@ -143,8 +177,8 @@ def test_every_default_model_stage_config_loads(monkeypatch):
 
 def name(source: SourceConfig) -> str:
     """A recipe source by its data folder's name, a GPU stage's re-rendered ones (`large-`: stage
-    19's, `s23-`, `s25-`: stages 23 and 25's) as the originals."""
-    return re.sub(r"^(large|s23|s25)-", "", source.path.rsplit("/", 1)[1])
+    19's, `s23-`: stage 23's, `-redrawN`: `redraw`'s) as the originals."""
+    return re.sub(r"^(large|s23)-|-redraw\d+$", "", source.path.rsplit("/", 1)[1])
 
 
 def test_gpu_stage_is_stage_18_with_fresh_larger_synthetic_data(monkeypatch):
@@ -192,11 +226,11 @@ def test_stage_22_joins_small_numbers_to_stage_19_s_mix(monkeypatch):
         assert source.lines.alphabet == "0123456789" and source.lines.max_words == 1
 
 
-@pytest.mark.parametrize(("before", "after"), [(22, 23), (23, 25)])
+@pytest.mark.parametrize(("before", "after"), [(22, 23), (23, 25), (23, 27)])
 def test_gpu_stage_keeps_the_mix_and_draws_every_rendered_source_anew(monkeypatch, before, after):
-    """Stages 23 and 25 (GPU) keep the mix of the stage before them, every rendered source drawn
-    anew in folders of its own, with seeds no other stage's data has used (stage 24 trains on
-    stage 23's own)."""
+    """Stages 23, 25 and 27 (GPU) keep stage 22's mix, every rendered source drawn anew in
+    folders of its own, with seeds no other stage's data has used (stages 24, 26 and 28 train
+    on the folders of the stage before them)."""
     monkeypatch.chdir(ROOT)
     old, new = (load_train_config(f"configs/default-model-stage{n}.yaml") for n in (before, after))
     assert [(name(s), s.weight, s.low_res) for s in new.data.sources] == [
@@ -213,9 +247,10 @@ def test_gpu_stage_keeps_the_mix_and_draws_every_rendered_source_anew(monkeypatc
             assert now.lines.seed not in used
 
 
-def test_stage_24_goes_on_from_stage_23_on_its_data(monkeypatch):
-    """Stage 24 trains stage 23's model again on stage 23's rendered folders, more gently."""
+@pytest.mark.parametrize("first", [23, 25, 27])
+def test_a_gentler_gpu_stage_goes_on_from_the_one_before_on_its_data(monkeypatch, first):
+    """Stages 24, 26 and 28 train the model of the stage before again on its rendered folders."""
     monkeypatch.chdir(ROOT)
-    gpu23, gpu24 = (load_train_config(f"configs/default-model-stage{n}.yaml") for n in (23, 24))
-    assert gpu24.data == gpu23.data and gpu24.init_from == f"{gpu23.output_dir}/model"
-    assert gpu24.lr < gpu23.lr / 3 and gpu24.global_batch_size == gpu23.global_batch_size
+    gpu, gentler = (load_train_config(f"configs/default-model-stage{n}.yaml") for n in (first, first + 1))
+    assert gentler.data == gpu.data and gentler.init_from == f"{gpu.output_dir}/model"
+    assert gentler.lr < gpu.lr / 3 and gentler.global_batch_size == gpu.global_batch_size

@@ -190,13 +190,14 @@ class TrainConfig:
 
 
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a training YAML; `base:` and `model: FILE.yaml` are expanded first, so overrides apply."""
+    """Read a training YAML; `base:` and `model: FILE.yaml` are expanded first, so overrides apply,
+    and `redraw:` last, so an override can set it too."""
     path = Path(path)
     raw = _with_base(read_yaml(path), path, seen=(path.resolve(),))
     raw["model"] = _model_section(raw.get("model"), path)
     for item in overrides:
         apply_override(raw, item, source=str(path))
-    return from_dict(TrainConfig, raw, source=str(path))
+    return from_dict(TrainConfig, _redrawn(raw, path), source=str(path))
 
 
 def _with_base(raw: dict[str, Any], source: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
@@ -221,6 +222,36 @@ def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         both_maps = isinstance(value, dict) and isinstance(out.get(key), dict)
         out[key] = _merged(out[key], value) if both_maps else value
     return out
+
+
+def _redrawn(raw: dict[str, Any], source: Path) -> dict[str, Any]:
+    """`redraw: N`: the same mix with every synthetic source (`lines:`) drawn anew, its seed moved
+    on by N and its images written to a folder of their own, `PATH-redrawN` (a later stage that
+    should see new samples of the same kinds; N counts from the seeds as written, once)."""
+    step = raw.pop("redraw", 0)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ConfigError(f"{source}: redraw must be a whole number >= 0, got {step!r}")
+    data = raw.get("data")
+    sources = data.get("sources") if isinstance(data, dict) else None
+    if not step or not isinstance(sources, list):
+        return raw
+    drawn = [_source_redrawn(s, step) for s in sources]
+    if drawn == sources:
+        raise ConfigError(f"{source}: redraw {step}: no data source has `lines:` to draw anew")
+    return {**raw, "data": {**data, "sources": drawn}}
+
+
+def _source_redrawn(source: Any, step: int) -> Any:
+    """One source under `redraw: step`; new mappings, since YAML aliases share theirs."""
+    if not isinstance(source, dict) or not isinstance(source.get("lines"), dict):
+        return source
+    if not isinstance(source.get("path"), str):
+        return source  # from_dict names what is missing
+    seed = source["lines"].get("seed", LinesConfig.seed)
+    if not isinstance(seed, int):
+        return source  # from_dict names the wrong type
+    lines = {**source["lines"], "seed": seed + step}
+    return {**source, "path": f"{source['path']}-redraw{step}", "lines": lines}
 
 
 def _model_section(value: Any, source: Path) -> Any:
