@@ -3,11 +3,12 @@
     python benchmarks/bench_train.py                                  # the quickstart model
     python benchmarks/bench_train.py --config configs/quickstart.yaml --steps 60 --threads 2
     python benchmarks/bench_train.py --config configs/default-model-stage27.yaml \
-        --batches 1024 2048 --workers 14 --repeat 1                   # a GPU: is the step the bound?
+        --compile inductor --batches 1024 2048 --workers 14 --repeat 1   # a GPU: what bounds the step?
 
 Rows: the reference (batches collated beforehand, then forward / backward / fused AdamW step,
 nothing else; on the GPU when there is one, in the trainer's precision), at the config's micro
-batch and at each of `--batches`, and the trainer (reading shards, decoding, collating,
+batch, with its vision towers compiled (`--compile BACKEND`, as `optim.compile` does), at each of
+`--batches`, and the trainer (reading shards, decoding, collating,
 Accelerate, logging) with each of `--workers` collate processes (0: in the training process).
 Ratios are against the reference at the config's batch: the cost of everything around the
 model, and what a larger batch would gain per sample where fixed costs (a GPU's kernel
@@ -99,12 +100,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--batches", type=int, nargs="*", default=[], help="more micro batch sizes")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1], help="collate processes")
+    parser.add_argument("--compile", default="", help="a torch.compile backend for the towers, e.g. inductor")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_train_config(args.config)
     generate_synthetic(cfg.data.sources)
     size = cfg.optim.micro_batch_size
     rows = {"reference: model only": functools.partial(reference, cfg, args.steps, size)}
+    if args.compile:  # the towers compiled as `optim.compile` does; its warm-up steps compile them
+        compiled = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, compile=args.compile))
+        rows[f"reference, towers {args.compile}"] = functools.partial(reference, compiled, args.steps, size)
     for batch in args.batches:
         rows[f"reference, micro batch {batch}"] = functools.partial(reference, cfg, args.steps, batch)
     for workers in args.workers:

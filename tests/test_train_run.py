@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.utils import set_seed
+from torch._dynamo.backends.registry import lookup_backend, register_backend
 from transformers import AutoTokenizer
 
 import test_infer_pipeline as infer_support
@@ -280,6 +281,32 @@ def test_gradient_checkpointing_changes_memory_not_losses(data, tmp_path):
     train(config(data, tmp_path / "plain", optim=plain))
     train(config(data, tmp_path / "checkpointed", optim=checkpointed))
     assert losses(tmp_path / "checkpointed") == pytest.approx(losses(tmp_path / "plain"), rel=1e-6)
+
+
+CAPTURED: list[torch.fx.GraphModule] = []  # what `optim.compile: vary-test-aot-eager` compiled
+
+
+@register_backend(name="vary-test-aot-eager")
+def _aot_eager_counted(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]):
+    """`aot_eager` (inductor's graph capture and autograd split without its code generation:
+    quick on a CPU), each captured graph kept so a test can see that compiling happened."""
+    CAPTURED.append(graph)
+    return lookup_backend("aot_eager")(graph, inputs)
+
+
+def test_compiled_vision_towers_train_as_eager_ones_and_save_the_same_names(data, tmp_path):
+    """`optim.compile` changes how the towers run, not what they compute or save."""
+    compiled = dataclasses.replace(optim(3, batch=8), compile="vary-test-aot-eager")
+    train(config(data, tmp_path / "plain", optim=optim(3, batch=8)))
+    assert not CAPTURED
+    train(config(data, tmp_path / "compiled", optim=compiled))
+    assert CAPTURED and all("encoder" in str(g.graph) for g in CAPTURED)  # the vision tower's
+    assert losses(tmp_path / "compiled") == pytest.approx(losses(tmp_path / "plain"), rel=1e-5)
+    saved = [load_pretrained(tmp_path / run / "model")[0].state_dict() for run in ("plain", "compiled")]
+    assert list(saved[1]) == list(saved[0])
+    assert all(torch.allclose(saved[1][k], v, atol=1e-5) for k, v in saved[0].items())
+    with pytest.raises(ConfigError, match=r"optim\.compile: Invalid backend: 'nosuch'"):
+        train(config(data, tmp_path / "wrong", optim=dataclasses.replace(compiled, compile="nosuch")))
 
 
 def test_heldout_transcriptions_are_greedy_whatever_the_model_folder_asks():

@@ -97,6 +97,9 @@ class OptimConfig:
     max_grad_norm: float = 1.0
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on GPUs that have it
     gradient_checkpointing: bool = False
+    # A torch.compile backend for the vision towers ("inductor": fused kernels, for GPUs, where a
+    # small model's many element-wise kernels over every image patch set the pace); "": eager.
+    compile: str = ""
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.micro_batch_size < 1:
