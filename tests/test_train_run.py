@@ -267,6 +267,8 @@ def test_config_mistakes_are_one_line_errors(data, tmp_path, capsys):
     assert "deepen 2: give a factor >= 1, and above 1 only with init_from" in capsys.readouterr().err
     assert main(["train", str(path), "widen=0"]) == 2
     assert "widen 0: give a factor >= 1, and above 1 only with init_from" in capsys.readouterr().err
+    assert main(["train", str(path), "optim.compile=inductr"]) == 2
+    assert "optim: compile: no torch.compile backend 'inductr' (known: " in capsys.readouterr().err
     assert main(["train", str(path), "generation.line_height=[22,15]"]) == 2
     assert "generation: line_height must be [smallest, largest] px, not [22, 15]" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="stage 'base-sft' needs a Vary-base model"):
@@ -297,6 +299,7 @@ def _aot_eager_counted(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]):
 def test_compiled_vision_towers_train_as_eager_ones_and_save_the_same_names(data, tmp_path):
     """`optim.compile` changes how the towers run, not what they compute or save."""
     compiled = dataclasses.replace(optim(3, batch=8), compile="vary-test-aot-eager")
+    CAPTURED.clear()
     train(config(data, tmp_path / "plain", optim=optim(3, batch=8)))
     assert not CAPTURED
     train(config(data, tmp_path / "compiled", optim=compiled))
@@ -305,8 +308,6 @@ def test_compiled_vision_towers_train_as_eager_ones_and_save_the_same_names(data
     saved = [load_pretrained(tmp_path / run / "model")[0].state_dict() for run in ("plain", "compiled")]
     assert list(saved[1]) == list(saved[0])
     assert all(torch.allclose(saved[1][k], v, atol=1e-5) for k, v in saved[0].items())
-    with pytest.raises(ConfigError, match=r"optim\.compile: Invalid backend: 'nosuch'"):
-        train(config(data, tmp_path / "wrong", optim=dataclasses.replace(compiled, compile="nosuch")))
 
 
 def test_heldout_transcriptions_are_greedy_whatever_the_model_folder_asks():

@@ -106,6 +106,12 @@ class OptimConfig:
             raise ValueError("max_steps and micro_batch_size must be >= 1")
         if len(self.betas) != 2:
             raise ValueError("betas must be two numbers")
+        if self.compile:
+            from torch._dynamo import list_backends  # a second to import: only when asked
+
+            if self.compile not in list_backends(exclude_tags=()):
+                known = ", ".join(list_backends())  # the usual ones; debugging backends count too
+                raise ValueError(f"compile: no torch.compile backend {self.compile!r} (known: {known})")
 
 
 @dataclass
