@@ -37,16 +37,19 @@ from vary.model import load_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 LM_ROMAN = Path("/usr/share/texmf/fonts/opentype/public/lm/lmroman10-regular.otf")  # Debian fonts-lmodern
-LINES_CER_BOUND = 0.08
+LINES_CER_BOUND = 0.02
 PAGE_CER_BOUND = 0.02
 EXAMPLE_CER_BOUND = 0.025
 SWAPPED_CER_FLOOR = 0.85
-SMALL_CAPITALS_CER_BOUND = 0.55
+SMALL_CAPITALS_CER_BOUND = 0.6
 
 
 def draw_line(text: str, size: int = 18, side: int = 64) -> Image.Image:
-    """`text` in Latin Modern, black on a white square, centred (as a crop of a page)."""
+    """`text` in Latin Modern, black on a white square, centred and whole (as the reader crops a
+    page: a line wider than the square at `size` px is drawn smaller, 2 px off each side)."""
     font = ImageFont.truetype(str(LM_ROMAN), size)
+    while font.getlength(text) > side - 4:
+        font = ImageFont.truetype(str(LM_ROMAN), font.size - 1)
     ascent, descent = font.getmetrics()
     image = Image.new("RGB", (side, side), "white")
     origin = ((side - font.getlength(text)) / 2, (side - ascent - descent) / 2)
@@ -88,7 +91,7 @@ def test_reads_rendered_lines_of_known_text(heldout: tuple[list[str], list[str]]
     texts, readings = heldout
     cers = [character_error_rate(reading, text) for text, reading in zip(texts, readings, strict=True)]
     assert fmean(cers) < LINES_CER_BOUND, list(zip(texts, readings, strict=True))
-    assert sum(cer == 0 for cer in cers) >= 44  # whole lines right, not only letters here and there
+    assert sum(cer == 0 for cer in cers) >= 57  # whole lines right, not only letters here and there
 
 
 def test_a_small_crop_of_capitals_is_read_again_large_enough_to_tell_them_from_lower_case(
@@ -97,8 +100,8 @@ def test_a_small_crop_of_capitals_is_read_again_large_enough_to_tell_them_from_l
     """A crop's line height is a guess from its own pixels, and capitals are as evenly inked as
     lower case without ascenders: at half size the reader scales them to x-height, where the
     model reads `XXXIV` as `xxov`. The shipped `crop_zooms` read such a doubtful crop again
-    twice as large (the page's `line_zooms`, 1.2x and 1.45x, only partly). Measured: CER 0.43
-    (21 of 64 exact) against 0.64 (14) with the page's zooms (0.79 and 3 with 1.2x alone)."""
+    twice as large (the page's `line_zooms`, 1.2x and 1.45x, only partly). Measured: CER 0.55
+    (27 of 64 exact) against 0.66 (21) with the page's zooms (0.71 and 16 with 1.2x alone)."""
     texts = [text.upper() for text in heldout[0]]
     crops = [draw_line(text).resize((32, 32), Image.Resampling.BICUBIC) for text in texts]
     pipeline = VaryPipeline.from_pretrained(default_model_dir(), device="cpu", dtype="float32")
@@ -109,7 +112,7 @@ def test_a_small_crop_of_capitals_is_read_again_large_enough_to_tell_them_from_l
         cers[zooms] = [character_error_rate(r.text, t) for r, t in zip(readings, texts, strict=True)]
     assert pipeline.zooms(GenerationOptions(), page=False) != page_zooms
     assert fmean(cers[None]) < SMALL_CAPITALS_CER_BOUND < fmean(cers[page_zooms])
-    assert sum(cer == 0 for cer in cers[None]) >= 1.4 * sum(cer == 0 for cer in cers[page_zooms])
+    assert sum(cer == 0 for cer in cers[None]) >= 1.2 * sum(cer == 0 for cer in cers[page_zooms])
 
 
 def draw_page(lines: list[str], size: int = 30) -> Image.Image:
