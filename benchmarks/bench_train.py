@@ -30,10 +30,15 @@ from pathlib import Path
 import torch
 
 from vary.data.reader import iter_samples
+from vary.inference.pipeline import resolve_device
 from vary.model import VaryProcessor
 from vary.training import TrainConfig, load_train_config, train
 from vary.training.data import target_conversation
 from vary.training.trainer import generate_synthetic, new_tokenizer, prepare_model, resolve_precision
+
+
+def on(device: torch.device, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.to(device) for key, value in batch.items()}
 
 
 def finish(device: torch.device) -> None:
@@ -47,17 +52,16 @@ def reference(cfg: TrainConfig, steps: int, size: int) -> float:
     the config's global batch needs, at least one), forward, backward, optimizer step."""
     accumulation = max(1, cfg.global_batch_size // size)
     samples = list(itertools.islice(iter_samples([cfg.data.sources[0].path]), 4 * size))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     bf16 = resolve_precision(cfg.optim.mixed_precision) == "bf16"
     tokenizer = new_tokenizer(cfg)
     model = prepare_model(cfg, tokenizer).to(device).train()
     processor = VaryProcessor.from_config(model.config, tokenizer, cfg.data.max_length)
     chunks = (samples[i : i + size] for i in range(0, len(samples), size))
     batches = [
-        processor([s.image for s in chunk], [target_conversation(s, cfg.stage) for s in chunk])
-        for chunk in chunks
+        on(device, processor([s.image for s in c], [target_conversation(s, cfg.stage) for s in c]))
+        for c in chunks
     ]
-    batches = [{k: v.to(device) for k, v in batch.items()} for batch in batches]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
     start = 0.0
     for step in range(steps + 2):  # two warm-up steps
