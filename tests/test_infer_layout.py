@@ -20,9 +20,11 @@ from vary.inference.layout import (
     Piece,
     darkened,
     fit_pieces,
+    gap_width,
     ink_mask,
     least_ink,
     page_layout,
+    paper_share,
     thin_strokes,
     x_band,
 )
@@ -262,7 +264,7 @@ def test_touching_letters_are_cut_between_letters() -> None:
     cut (33.3 -> 30, 66.7 -> 70), not through a letter."""
     ink = np.full(120, 6)
     ink[[30, 39, 60, 70]] = [1, 0, 1, 1]  # 39 is nearer to 33.3 but over a quarter line away
-    pieces = fit_pieces([[(0, 100)]], (0, 20), 10, 1.0, 1.0, 40, ink, space=5)
+    pieces = fit_pieces([[(0, 100)]], (0, 20), 10, 1.0, 1.0, 40, ink, space=5, clear=np.zeros(120))
     assert [piece.box[::2] for piece in pieces] == [(0, 30), (30, 70), (70, 100)]
     assert [piece.joint for piece in pieces] == ["space", "glued", "glued"]
     assert least_ink(np.array([0, 2, 2, 0, 2]), 2.6, 3) == 3  # the nearest of equals
@@ -274,7 +276,10 @@ def test_a_cut_through_a_word_at_a_gap_as_wide_as_a_narrow_space_is_the_reader_s
     the square is full. The joint at the 3 px gap may be a space: the reader decides (without
     a judge, none); the one at the 1 px gap is a letter gap."""
     letters = [(0, 8), (9, 17), (20, 28), (29, 37), (38, 46)]
-    pieces = fit_pieces([letters], (0, 20), 10, 1.0, 1.0, 20, np.zeros(50), space=2.5)
+    clear = np.ones(50)
+    for a, b in letters:
+        clear[a:b] = 0.0
+    pieces = fit_pieces([letters], (0, 20), 10, 1.0, 1.0, 20, np.zeros(50), space=2.5, clear=clear)
     assert [piece.box[::2] for piece in pieces] == [(0, 17), (20, 37), (38, 46)]
     assert [piece.joint for piece in pieces] == ["space", "either", "glued"]
     layout = PageLayout([pieces], [0], (255, 255, 255), page=True)
@@ -290,6 +295,41 @@ def test_a_cut_through_a_word_at_a_gap_as_wide_as_a_narrow_space_is_the_reader_s
     assert layout.open_ends == [True, True, False]  # each part but the last may end mid-word
     two_lines = PageLayout([pieces[:1], pieces[1:]], [0, 0], (255, 255, 255), page=True)
     assert two_lines.open_ends == [False, True, False]
+
+
+def test_a_long_word_s_last_part_reads_on_into_the_words_after_it() -> None:
+    """A listing's long macro (letters 5 px wide, 1 px apart: 35 px for a 32 px square) is cut
+    into parts; the words after it (`[1]`, `{%`: 4 px gaps, as wide as a word gap) are read
+    with its last part while they fit, so the model sees their gaps in their font (alone, a
+    piece of their own would join them with a space); a word that no longer fits starts the
+    next piece."""
+    macro = [(x, x + 5) for x in range(0, 36, 6)]
+    words = [macro, [(39, 44)], [(48, 50)], [(58, 66)]]
+    clear = np.ones(70)
+    for a, b in [span for word in words for span in word]:
+        clear[a:b] = 0.0
+    pieces = fit_pieces(words, (0, 10), 5, 1.0, 1.0, 32, np.zeros(70), space=2.5, clear=clear)
+    assert [piece.box[::2] for piece in pieces] == [(0, 29), (30, 50), (58, 66)]
+    assert [piece.joint for piece in pieces] == ["space", "glued", "space"]
+
+
+def test_a_gap_is_measured_to_a_fraction_of_a_pixel_from_its_edges_grey() -> None:
+    """At 1,000 px a tight line's space is 2 blank columns between anti-aliased letter edges,
+    a letter gap 2 blank columns between solid ones: as blank columns the two look alike;
+    counting each column's share of paper (grey 191 is a quarter ink on paper 255, ink 0)
+    tells them apart, and only the space's joint is the reader's to decide."""
+    gray = np.full((4, 12), 255, dtype=np.uint8)
+    gray[:, [0, 1, 2, 5, 6, 11]] = 0  # letters, solid to their edges
+    gray[:, [7, 10]] = 191  # a space's anti-aliased edges, 2 blank columns between them
+    clear = paper_share(gray, (0, 4), gray < 128, paper=255.0)
+    assert clear[[0, 3, 7]] == pytest.approx([0.0, 1.0, 0.75], abs=0.01)
+    assert gap_width(clear, 3, 5) == 2.0
+    assert gap_width(clear, 7, 11) == pytest.approx(3.5, abs=0.01)
+    letters = [(0, 3), (5, 7), (11, 12)]
+    pieces = fit_pieces([letters], (0, 4), 2, 1.0, 1.0, 5, np.zeros(12), space=2.5, clear=clear)
+    assert [piece.joint for piece in pieces] == ["space", "glued", "either"]
+    gray[1, 7] = 0  # one pixel as dark as the ink makes its column ink
+    assert paper_share(gray, (0, 4), gray < 128, paper=255.0)[7] == 0.0
 
 
 def test_thin_level_strokes_longer_than_a_glyph_s_are_not_ink() -> None:

@@ -45,7 +45,7 @@ XHEIGHT = 0.5  # x-height / line height of Latin text (0.45-0.53 in the manuals'
 DIGIT = 0.65  # height of digits and capitals / line height
 SLACK = 0.25  # a line height read off a few pixels of x-height is off by up to a quarter
 WORD_GAP = 0.25  # a gap this wide (in line heights) separates words; letters sit closer
-SPACE_GAP = 0.17  # a cut through a word at a gap this wide may be a space (the reader decides)
+SPACE_GAP = 0.2  # a cut through a word at a gap this wide may be a space (the reader decides)
 COLUMN_GAP = 2.0  # an empty strip this wide (in line heights) down the whole page separates columns
 SEGMENT_GAP = 1.0  # a gap this wide (in line heights) inside a line sets off a segment (a line number)
 SMALL_PRINT = 0.75  # a line or segment under this share of the line's height is scaled by its own,
@@ -301,6 +301,7 @@ def fit_pieces(
     width: float,
     ink: np.ndarray,
     space: float,
+    clear: np.ndarray,
     margin: float = 0.0,
 ) -> list[Piece]:
     """A line's words (each a list of its letters' spans) packed into pieces that fit the square.
@@ -312,10 +313,14 @@ def fit_pieces(
     as its margin takes, or else cut between letters into
     parts glued to each other, except where the cut's gap is at least `space` px: a tight
     line's spaces can be narrower than a word gap (and a typewriter face's letter gaps as wide
-    as them), so the reader decides those joints. A group of touching letters still too wide
+    as them), so the reader decides those joints; a gap's width is measured to a fraction of a
+    pixel (`clear`: each column's share of paper, `paper_share`), as at 1,000 px a tight line's
+    spaces are 2-3 columns and its letter gaps 1-2. A group of touching letters still too wide
     (small typewriter print) is cut into even parts, each cut moved to the column of least
     `ink` (the line's ink per page column) within a quarter line of it: between two letters,
-    not through one. Cut parts fill the square: more cuts would read worse than no margin.
+    not through one. Cut parts fill the square: more cuts would read worse than no margin. A
+    word's last part reads on into the next words while they fit (a listing's `[1] {%` after
+    a long macro: the model sees the gap in its font, where `{%` alone would be a new word).
     """
 
     def fits(left: float, right: float, at: float = scale, beside: float = 0.0) -> bool:
@@ -325,21 +330,53 @@ def fit_pieces(
         box = (round(left), rows[0], round(right), rows[1])
         return Piece(box, middle, min(scale, width / (right - left + 2 * beside)), joint, beside)
 
-    pieces: list[Piece] = []
-    whole_words = [(word[0][0], word[-1][1]) for word in words]
-    for left, right in pack(whole_words, lambda a, b: fits(a, b, beside=margin)):
-        if fits(left, right, smallest):
-            pieces.append(piece(left, right, beside=margin))
-            continue
+    def cut(left: int, right: int) -> list[tuple[float, float, Joint]]:
+        """A word too wide for one piece: its parts (left, right, joint)."""
         letters = [span for word in words for span in word if left <= span[0] < right]
         ends = {start: previous[1] for previous, (start, _) in itertools.pairwise(letters)}
+        parts: list[tuple[float, float, Joint]] = []
         for start, stop in pack(letters, fits):
-            joint: Joint = "space" if start == left else "either" if start - ends[start] >= space else "glued"
+            joint: Joint = "space"
+            if start != left:
+                joint = "either" if gap_width(clear, ends[start], start) >= space else "glued"
             cuts = np.linspace(start, stop, math.ceil((stop - start) * scale / width) + 1)
             cuts[1:-1] = [least_ink(ink, cut, (rows[1] - rows[0]) / 4) for cut in cuts[1:-1]]
-            for a, b in itertools.pairwise(cuts):
-                pieces.append(piece(a, b, joint if a == start else "glued"))
+            parts += [(a, b, joint if a == start else "glued") for a, b in itertools.pairwise(cuts)]
+        return parts
+
+    pieces: list[Piece] = []
+    whole_words = [(word[0][0], word[-1][1]) for word in words]
+    first = 0
+    while first < len(whole_words):
+        left, after = whole_words[first][0], first + 1
+        while after < len(whole_words) and fits(left, whole_words[after][1], beside=margin):
+            after += 1
+        right = whole_words[after - 1][1]
+        if fits(left, right, smallest):
+            pieces.append(piece(left, right, beside=margin))
+            first = after
+            continue
+        *parts, (start, stop, joint) = cut(left, right)
+        while after < len(whole_words) and fits(start, whole_words[after][1]):
+            stop, after = whole_words[after][1], after + 1  # the last part reads on into whole words
+        pieces += [piece(a, b, j) for a, b, j in [*parts, (start, stop, joint)]]
+        first = after
     return pieces
+
+
+def paper_share(gray: np.ndarray, rows: Span, ink: np.ndarray, paper: float) -> np.ndarray:
+    """Each column's share of paper in a line's `rows`: 1 blank, 0 where a pixel is as dark as the
+    line's ink (`ink`: its mask there), a letter's anti-aliased edge in between."""
+    band = gray[rows[0] : rows[1]].astype(np.float64)
+    darkest = float(np.percentile(band[ink], 10)) if ink.any() else 0.0
+    coverage = np.clip((paper - band) / max(paper - darkest, 1.0), 0.0, 1.0)
+    return 1.0 - coverage.max(axis=0)
+
+
+def gap_width(clear: np.ndarray, stop: int, start: int) -> float:
+    """The width in pixels of the gap between ink that stops at column `stop` and starts again
+    at `start`, its edge columns' paper counted (`clear`: `paper_share`)."""
+    return float(clear[max(0, stop - 1) : start + 1].sum())
 
 
 def least_ink(ink: np.ndarray, at: float, reach: float) -> int:
@@ -458,6 +495,7 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
     rgb = np.asarray(image.convert("RGB"))
     paper = tuple(int(v) for v in np.median(rgb.reshape(-1, 3), axis=0))
     gray = dark_on_light(np.asarray(image.convert("L")))
+    paper_gray = float(np.median(gray))
     mask = without_rules(ink_mask(gray))
     all_lines = text_lines(mask)
     if not all_lines:
@@ -478,6 +516,7 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
             letters = [(a + left, b + left) for a, b in runs(band.any(axis=0))]
             line = (top + (start + stop) / 2, height)  # the row to centre, the line height
             ink = mask[top:bottom].sum(axis=0)
+            clear = paper_share(gray, (top, bottom), mask[top:bottom], paper_gray)
             pieces: list[Piece] = []
             for segment in segments(gray, mask, letters, (top, bottom), height) if page else [letters]:
                 small = page and small_segment(gray, mask, segment, (top, bottom), height)
@@ -486,7 +525,9 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
                 words = split_at_gaps(segment, WORD_GAP * size)
                 space = SPACE_GAP * size
                 margin = MARGIN * size if page else 0.0  # a crop has its own margins
-                pieces += fit_pieces(words, (top, bottom), middle, scale, smallest, width, ink, space, margin)
+                pieces += fit_pieces(
+                    words, (top, bottom), middle, scale, smallest, width, ink, space, clear, margin
+                )
             lines.append(pieces)
             blocks.append(block)
     if (
