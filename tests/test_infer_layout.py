@@ -25,6 +25,7 @@ from vary.inference.layout import (
     least_ink,
     page_layout,
     paper_share,
+    text_lines,
     thin_strokes,
     x_band,
 )
@@ -330,6 +331,21 @@ def test_a_gap_is_measured_to_a_fraction_of_a_pixel_from_its_edges_grey() -> Non
     assert [piece.joint for piece in pieces] == ["space", "glued", "either"]
     gray[1, 7] = 0  # one pixel as dark as the ink makes its column ink
     assert paper_share(gray, (0, 4), gray < 128, paper=255.0)[7] == 0.0
+
+
+def test_lines_that_touch_are_parted_at_their_nearly_empty_rows() -> None:
+    """Two listing lines 10 rows tall whose braces touch (one inked pixel a row between them)
+    form one row run twice a line tall: parted where the rows are nearly empty. A title's
+    ascenders (a few pixels a row over its first 4 rows) are no line of their own."""
+    mask = np.zeros((40, 100), dtype=bool)
+    mask[2:12, 10:90] = True
+    mask[12:14, 50] = True  # a brace's tip reaching the line below
+    mask[14:24, 10:90] = True
+    assert text_lines(mask, median=10.0) == [(2, 12), (12, 24)]
+    title = np.zeros((40, 100), dtype=bool)
+    title[2:6, [10, 30, 60]] = True  # ascenders
+    title[6:18, 10:90] = True
+    assert text_lines(title, median=10.0) == [(2, 18)]
 
 
 def test_thin_level_strokes_longer_than_a_glyph_s_are_not_ink() -> None:

@@ -22,7 +22,7 @@ is already in the range, and a one-line crop that fits the square is read just a
 its own, `VaryConfig.crop_zooms`).
 
 This is only the reading order a profile gives: a table or a figure's labels come out row by
-row, and text lines that touch are read as one.
+row, and text lines that touch are parted only where a nearly empty row runs between them.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ FAINTER = 0.6  # a line's first words at under this share of the rest's contrast
 PAGE_LINES = 3  # fewer lines: a crop (one column, no page to measure a typical line on)
 MIN_CONTRAST = 48  # grey levels between the darkest and lightest pixel of a page with any ink
 THIN = 0.4  # row runs thinner than this share of the median line are accents or dots
+TOUCHING_RUN = 1.5  # a row run taller than this many typical lines may be lines that touch,
+NEARLY_EMPTY = 0.08  # parted at rows inked under this share of its busiest row
+PART = 0.75  # into parts at least this many typical lines tall
 TALL = 2.5  # a row run taller than this many median lines is a figure unless it is wide like text
 RULE = 1 / 8  # ink strokes longer than this share of the page's side are rules and frames,
 MIN_RULE = 48  # and at least this many px (so that a dash in a crop of one word stays)
@@ -237,11 +240,33 @@ def text_lines(mask: np.ndarray, median: float | None = None, page: bool = False
             if small and top < small[-1][1]:  # two pieces of one faint line
                 top = small.pop()[0]
             small.append((top, bottom))
-    return sorted(
+    kept = [
         (top, bottom)
         for top, bottom in lines + small
         if bottom - top <= TALL * median or _wide(mask[top:bottom])
-    )
+    ]
+    return sorted(part for span in kept for part in touching_lines(mask, span, median))
+
+
+def touching_lines(mask: np.ndarray, span: Span, median: float) -> list[Span]:
+    """A row run over TOUCHING_RUN typical lines tall split at its nearly empty rows (inked
+    under NEARLY_EMPTY of its busiest row's ink), where each part is at least PART lines
+    tall, if every part is then line-like: lines that touch (a listing's braces reach the line
+    below; a tight table's rows), which would otherwise be read as one line. A run with a taller
+    part is a figure (a chart's plot, whose strips would read as junk) or one large line."""
+    top, bottom = span
+    if bottom - top <= TOUCHING_RUN * median:
+        return [span]
+    counts = mask[top:bottom].sum(axis=1)
+    parts: list[Span] = []
+    start = top
+    for low_top, low_bottom in runs(counts <= NEARLY_EMPTY * counts.max()):
+        row = top + low_top + int(np.argmin(counts[low_top:low_bottom]))
+        if row - start >= PART * median and bottom - row >= PART * median:
+            parts.append((start, row))
+            start = row
+    parts.append((start, bottom))
+    return parts if all(b - a <= TOUCHING_RUN * median for a, b in parts) else [span]
 
 
 def mend_split_rows(spans: Sequence[Span]) -> list[Span]:
