@@ -365,7 +365,7 @@ def fit_pieces(
             if start != left:
                 joint = "either" if gap_width(clear, ends[start], start) >= space else "glued"
             cuts = np.linspace(start, stop, math.ceil((stop - start) * scale / width) + 1)
-            cuts[1:-1] = [least_ink(ink, cut, (rows[1] - rows[0]) / 4) for cut in cuts[1:-1]]
+            cuts[1:-1] = [least_ink(ink, at, (rows[1] - rows[0]) / 4) for at in cuts[1:-1]]
             parts += [(a, b, joint if a == start else "glued") for a, b in itertools.pairwise(cuts)]
         return parts
 
