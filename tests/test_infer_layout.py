@@ -259,6 +259,14 @@ def test_a_speck_far_from_the_line_is_no_line() -> None:
     assert len(layout.lines) == 1
 
 
+def paper_between(letters: list[tuple[int, int]], width: int) -> np.ndarray:
+    """`paper_share` of a line of solid letters: 1 between them, 0 on them."""
+    clear = np.ones(width)
+    for a, b in letters:
+        clear[a:b] = 0.0
+    return clear
+
+
 def test_touching_letters_are_cut_between_letters() -> None:
     """Small typewriter print whose letters touch (one run of 100 columns) is cut into three
     parts that fit 40 px, each cut at the least inked column within a quarter line of the even
@@ -277,9 +285,7 @@ def test_a_cut_through_a_word_at_a_gap_as_wide_as_a_narrow_space_is_the_reader_s
     the square is full. The joint at the 3 px gap may be a space: the reader decides (without
     a judge, none); the one at the 1 px gap is a letter gap."""
     letters = [(0, 8), (9, 17), (20, 28), (29, 37), (38, 46)]
-    clear = np.ones(50)
-    for a, b in letters:
-        clear[a:b] = 0.0
+    clear = paper_between(letters, 50)
     pieces = fit_pieces([letters], (0, 20), 10, 1.0, 1.0, 20, np.zeros(50), space=2.5, clear=clear)
     assert [piece.box[::2] for piece in pieces] == [(0, 17), (20, 37), (38, 46)]
     assert [piece.joint for piece in pieces] == ["space", "either", "glued"]
@@ -306,9 +312,7 @@ def test_a_long_word_s_last_part_reads_on_into_the_words_after_it() -> None:
     next piece."""
     macro = [(x, x + 5) for x in range(0, 36, 6)]
     words = [macro, [(39, 44)], [(48, 50)], [(58, 66)]]
-    clear = np.ones(70)
-    for a, b in [span for word in words for span in word]:
-        clear[a:b] = 0.0
+    clear = paper_between([span for word in words for span in word], 70)
     pieces = fit_pieces(words, (0, 10), 5, 1.0, 1.0, 32, np.zeros(70), space=2.5, clear=clear)
     assert [piece.box[::2] for piece in pieces] == [(0, 29), (30, 50), (58, 66)]
     assert [piece.joint for piece in pieces] == ["space", "glued", "space"]
