@@ -16,17 +16,25 @@ from vary.data.regions import MARGIN, PAD
 from vary.inference.layout import (
     DIGIT,
     INK_TO_LINE,
+    WORD_GAP,
     PageLayout,
     Piece,
+    Span,
+    dark_on_light,
     darkened,
     fit_pieces,
     gap_width,
     ink_mask,
     least_ink,
+    line_px,
     page_layout,
     paper_share,
+    runs,
+    split_at_gaps,
     text_lines,
     thin_strokes,
+    typewriter_grid,
+    typewriter_words,
     x_band,
 )
 
@@ -470,3 +478,77 @@ def test_a_blank_page_has_no_pieces_and_joins_to_nothing() -> None:
     assert layout.pieces == [] and layout.join([]) == ""
     with pytest.raises(ValueError, match="1 texts for 0 pieces"):
         layout.join(["stray"])
+
+
+LISTING = ["\\ibibleverse{Exod}(20:17) Exodus 20:17;21:3", "\\newcommand*{\\do@lineL}[1]{% x:=y"]
+PROSE = ["The quick brown fox jumps over the lazy dog, twice a day.", "Exodus 20:17;21:3 and 2 Corinthians"]
+
+
+def draw_pdf_lines(lines: Sequence[str], font: str, zoom: float) -> tuple[Image.Image, list[list[Span]]]:
+    """PDF lines at 9 pt in `font` after a line number in Times at 6 pt (as a listing's), rendered
+    `zoom` times 72 dpi, and each line's words as the PDF places them ([left, right) in px)."""
+    document = pymupdf.open()
+    page = document.new_page(width=320, height=20 + 12 * len(lines))
+    for row, text in enumerate(lines):
+        page.insert_text((6, 20 + 12 * row), str(1008 + row), fontsize=6, fontname="tiro")
+        page.insert_text((22, 20 + 12 * row), text, fontsize=9, fontname=font)
+    words: list[list[Span]] = [[] for _ in lines]
+    for x0, y0, x1, y1, *_ in page.get_text("words", sort=True):
+        row = round(((y0 + y1) / 2 - 17) / 12)  # its baseline is about 3 pt under its middle
+        words[row].append((round(x0 * zoom), round(x1 * zoom)))
+    pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom))
+    return Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples), words
+
+
+def line_letters(image: Image.Image) -> list[tuple[list[Span], np.ndarray, np.ndarray, float]]:
+    """Each text line's letters, `paper_share`, ink mask and line height, measured as
+    `page_layout` does."""
+    gray = dark_on_light(np.asarray(image.convert("L")))
+    mask = ink_mask(gray)
+    out = []
+    for top, bottom in text_lines(mask):
+        band = mask[top:bottom]
+        start, stop = x_band(band)
+        clear = paper_share(gray, (top, bottom), band, float(np.median(gray)))
+        out.append((runs(band.any(axis=0)), clear, band, line_px(stop - start, bottom - top, None)))
+    return out
+
+
+@pytest.mark.parametrize("zoom", [1.2, 1.45, 2.0])
+def test_a_typewriter_line_s_words_part_at_empty_cells_of_its_grid(zoom: float) -> None:
+    """Courier's cells are 0.6 em wide: the grid its glyphs sit on is found to 1%. Between two
+    narrow glyphs (`:` `1`, `(` `2`) a letter gap is wider than a quarter line, where words of
+    proportional print part; on the grid, words part only at an empty cell, as the PDF sets
+    them. The Times line number before the code is off the grid and keeps its gap."""
+    image, words = draw_pdf_lines(LISTING, "cour", zoom)
+    for (letters, clear, band, size), expected in zip(line_letters(image), words, strict=True):
+        grid = typewriter_grid(letters, clear, size)
+        assert grid is not None and grid[0] == pytest.approx(0.6 * 9 * zoom, rel=0.01)
+        by_gaps = split_at_gaps(letters, WORD_GAP * size)
+        assert len(by_gaps) > len(expected)  # what the proportional rule would do
+        found = [(word[0][0], word[-1][1]) for word in typewriter_words(by_gaps, grid, clear, band, size)]
+        assert len(found) == len(expected)
+        for (left, right), (x0, x1) in zip(found, expected, strict=True):
+            assert x0 - 1 <= left < right <= x1 + 1  # the ink of that word, inside its box
+
+
+@pytest.mark.parametrize("zoom", [1.2, 1.45, 2.0])
+def test_proportional_print_sits_on_no_grid(zoom: float) -> None:
+    for lines, font in [(LISTING, "tiro"), (PROSE, "tiro"), (PROSE, "helv")]:
+        image, _ = draw_pdf_lines(lines, font, zoom)
+        for letters, clear, _, size in line_letters(image):
+            assert typewriter_grid(letters, clear, size) is None
+
+
+def test_a_typewriter_line_is_cut_into_pieces_at_its_words_and_glued_inside_them() -> None:
+    """Through `page_layout`: a piece of a listing line starts a new word ("space") only where
+    the PDF starts one; the cuts through its long words are between letters ("glued"), never
+    a joint for the reader to decide."""
+    image, words = draw_pdf_lines([*LISTING, LISTING[0]], "cour", 1.45)
+    layout = page_layout(image, LINE_HEIGHT, SIDE)
+    for line, expected in zip(layout.lines, words, strict=True):
+        assert len(line) > len(expected)
+        assert {piece.joint for piece in line} == {"space", "glued"}
+        for piece in line:
+            if piece.joint == "space":
+                assert any(x0 - 1 <= piece.box[0] <= x0 + 0.3 * 9 * 1.45 for x0, _ in expected)

@@ -46,6 +46,11 @@ DIGIT = 0.65  # height of digits and capitals / line height
 SLACK = 0.25  # a line height read off a few pixels of x-height is off by up to a quarter
 WORD_GAP = 0.25  # a gap this wide (in line heights) separates words; letters sit closer
 SPACE_GAP = 0.2  # a cut through a word at a gap this wide may be a space (the reader decides)
+PITCH = (0.4, 0.75)  # a typewriter face's cell width / line height (cmtt 0.44-0.61, Courier 0.7)
+ON_GRID = 0.12  # a glyph whose centre is this share of a cell off the grid's is not on it,
+TYPED = 0.15  # a word whose glyphs are this far off the grid on average is set in another face
+TYPEWRITER = 0.8  # a segment with this share of its glyphs on one grid is set in a typewriter face,
+TYPEWRITER_GLYPHS = 14  # if it has this many (a gloss line of 12 letters fit one by chance)
 COLUMN_GAP = 2.0  # an empty strip this wide (in line heights) down the whole page separates columns
 SEGMENT_GAP = 1.0  # a gap this wide (in line heights) inside a line sets off a segment (a line number)
 SMALL_PRINT = 0.75  # a line or segment under this share of the line's height is scaled by its own,
@@ -389,6 +394,71 @@ def fit_pieces(
     return pieces
 
 
+def typewriter_grid(letters: Sequence[Span], clear: np.ndarray, size: float) -> tuple[float, float] | None:
+    """(pitch, a cell's centre) of the grid of cells the glyphs of a segment `size` px tall sit
+    on, if it is set in a typewriter face; None for proportional print. Each glyph's centre is
+    its ink's (`clear`: `paper_share`), the grid the one most glyph centres fit, refined by a
+    least-squares line through those."""
+    glyphs = [span for span in letters if span[1] - span[0] < PITCH[1] * size]  # touching: wider
+    if len(glyphs) < TYPEWRITER_GLYPHS:
+        return None
+    centres = np.array([ink_centre(clear, span) for span in glyphs])
+    pitches = np.arange(PITCH[0], PITCH[1], 0.002)[:, None] * size
+    turns = np.exp(2j * np.pi * centres / pitches)
+    offsets = np.angle(turns * np.conj(turns.mean(axis=1, keepdims=True))) / (2 * np.pi)
+    best = int(np.argmax((np.abs(offsets) < ON_GRID).sum(axis=1)))
+    cells = np.round(centres / pitches[best, 0] - offsets[best])
+    on = np.abs(offsets[best]) < ON_GRID
+    if np.ptp(cells[on]) < 1:
+        return None
+    pitch, origin = np.polyfit(cells[on], centres[on], 1)
+    share = np.abs(centres - origin - np.round((centres - origin) / pitch) * pitch) < ON_GRID * pitch
+    return (float(pitch), float(origin)) if share.mean() >= TYPEWRITER else None
+
+
+def ink_centre(clear: np.ndarray, span: Span) -> float:
+    """The column (to a fraction of a pixel) at the middle of a glyph's ink, its edges' share
+    counted (`clear`: `paper_share`)."""
+    start, stop = max(0, span[0] - 1), min(len(clear), span[1] + 1)
+    ink = 1.0 - clear[start:stop]
+    return float(((np.arange(start, stop) + 0.5) * ink).sum() / max(ink.sum(), 1e-9))
+
+
+def typewriter_words(
+    words: Sequence[Sequence[Span]],
+    grid: tuple[float, float],
+    clear: np.ndarray,
+    band: np.ndarray,
+    size: float,
+) -> list[list[Span]]:
+    """A typewriter segment's words (letters parted at word gaps) joined again where no empty
+    cell of its `grid` lies between them: a letter gap there is as wide as two narrow glyphs'
+    side bearings (`:` to `1`), wider than some proportional spaces, while a space is a whole
+    cell. A word off the grid (in another face), and a first word in small print (a line
+    number; `band`: the ink mask of the line's rows, `size`: its line height), keep their gaps."""
+    pitch, origin = grid
+
+    def cell(at: float) -> float:
+        return (at - origin) / pitch
+
+    def typed(word: Sequence[Span]) -> bool:
+        """Its glyphs on the grid, on average (a glyph's ink is centred in its cell only
+        roughly); touching glyphs (wider than a cell) are passed over."""
+        centres = np.array([cell(ink_centre(clear, span)) for span in word if span[1] - span[0] < pitch])
+        return not centres.size or float(np.abs((centres + 0.5) % 1 - 0.5).mean()) < TYPED
+
+    first = words[0]
+    numbered = small_print(band[:, first[0][0] : first[-1][1]], size) is not None
+    joined = [list(first)]
+    for previous, word in itertools.pairwise(words):
+        empty_cells = round(cell(word[0][0]) + 0.25) - round(cell(previous[-1][1]) - 0.25) - 1
+        if empty_cells < 1 and typed(previous) and typed(word) and not (numbered and previous is first):
+            joined[-1] += word
+        else:
+            joined.append(list(word))
+    return joined
+
+
 def paper_share(gray: np.ndarray, rows: Span, ink: np.ndarray, paper: float) -> np.ndarray:
     """Each column's share of paper in a line's `rows`: 1 blank, 0 where a pixel is as dark as the
     line's ink (`ink`: its mask there), a letter's anti-aliased edge in between."""
@@ -547,8 +617,10 @@ def page_layout(image: Image.Image, line_height: Sequence[int], side: int) -> Pa
                 small = page and small_segment(gray, mask, segment, (top, bottom), height)
                 middle, size, segment = small or (*line, segment)
                 scale, smallest = scales(size, line_height, keep=not page)
-                words = split_at_gaps(segment, WORD_GAP * size)
-                space = SPACE_GAP * size
+                words, space = split_at_gaps(segment, WORD_GAP * size), SPACE_GAP * size
+                if grid := typewriter_grid(segment, clear, size):  # its cut letters are glued
+                    words = typewriter_words(words, grid, clear, mask[top:bottom], size)
+                    space = math.inf
                 margin = MARGIN * size if page else 0.0  # a crop has its own margins
                 pieces += fit_pieces(
                     words, (top, bottom), middle, scale, smallest, width, ink, space, clear, margin
