@@ -4,7 +4,8 @@ The built-in default model sees 64 x 64 pixels: it was trained on crops of one s
 drawn at a line height in a known range (`vary data pdf --unit region`; `VaryConfig.line_height`),
 and a whole page shrunk to 64 px has no legible glyph. To read a page it is cut the classic way,
 by ink projection profiles (an XY-cut): rules, frames and arrows removed, columns at wide vertical
-gutters, text lines at empty rows, words at gaps wider than a letter gap. Each line is scaled
+gutters, text lines at empty rows, words at gaps wider than a letter gap (in a typewriter face,
+at empty cells of the grid its glyphs sit on). Each line is scaled
 into the training range (a line, or a segment of one after a wide gap or in much fainter
 print, printed clearly smaller, such as a footnote or a code listing's line numbers, by its own
 height, as the data engine renders each font size) and cut into pieces of consecutive words
@@ -47,7 +48,7 @@ SLACK = 0.25  # a line height read off a few pixels of x-height is off by up to 
 WORD_GAP = 0.25  # a gap this wide (in line heights) separates words; letters sit closer
 SPACE_GAP = 0.2  # a cut through a word at a gap this wide may be a space (the reader decides)
 PITCH = (0.4, 0.75)  # a typewriter face's cell width / line height (cmtt 0.44-0.61, Courier 0.7)
-ON_GRID = 0.12  # a glyph whose centre is this share of a cell off the grid's is not on it,
+ON_GRID = 0.12  # a glyph whose centre is this share of a cell off the grid's is not on it
 TYPED = 0.15  # a word whose glyphs are this far off the grid on average is set in another face
 TYPEWRITER = 0.8  # a segment with this share of its glyphs on one grid is set in a typewriter face,
 TYPEWRITER_GLYPHS = 14  # if it has this many (a gloss line of 12 letters fit one by chance)
