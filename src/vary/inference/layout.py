@@ -413,8 +413,15 @@ def typewriter_grid(letters: Sequence[Span], clear: np.ndarray, size: float) -> 
     if np.ptp(cells[on]) < 1:
         return None
     pitch, origin = np.polyfit(cells[on], centres[on], 1)
-    share = np.abs(centres - origin - np.round((centres - origin) / pitch) * pitch) < ON_GRID * pitch
-    return (float(pitch), float(origin)) if share.mean() >= TYPEWRITER else None
+    grid = (float(pitch), float(origin))
+    return grid if (np.abs(off_grid(centres, grid)) < ON_GRID).mean() >= TYPEWRITER else None
+
+
+def off_grid(at: np.ndarray, grid: tuple[float, float]) -> np.ndarray:
+    """How far (in cells, -0.5 to 0.5) columns `at` lie from the nearest cell centre of a
+    typewriter `grid` (pitch, a cell's centre)."""
+    pitch, origin = grid
+    return ((at - origin) / pitch + 0.5) % 1 - 0.5
 
 
 def ink_centre(clear: np.ndarray, span: Span) -> float:
@@ -445,15 +452,16 @@ def typewriter_words(
     def typed(word: Sequence[Span]) -> bool:
         """Its glyphs on the grid, on average (a glyph's ink is centred in its cell only
         roughly); touching glyphs (wider than a cell) are passed over."""
-        centres = np.array([cell(ink_centre(clear, span)) for span in word if span[1] - span[0] < pitch])
-        return not centres.size or float(np.abs((centres + 0.5) % 1 - 0.5).mean()) < TYPED
+        centres = np.array([ink_centre(clear, span) for span in word if span[1] - span[0] < pitch])
+        return not centres.size or float(np.abs(off_grid(centres, grid)).mean()) < TYPED
 
     first = words[0]
     numbered = small_print(band[:, first[0][0] : first[-1][1]], size) is not None
+    on = [typed(word) for word in words]
     joined = [list(first)]
-    for previous, word in itertools.pairwise(words):
+    for number, (previous, word) in enumerate(itertools.pairwise(words)):
         empty_cells = round(cell(word[0][0]) + 0.25) - round(cell(previous[-1][1]) - 0.25) - 1
-        if empty_cells < 1 and typed(previous) and typed(word) and not (numbered and previous is first):
+        if empty_cells < 1 and on[number] and on[number + 1] and not (numbered and number == 0):
             joined[-1] += word
         else:
             joined.append(list(word))
